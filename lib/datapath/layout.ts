@@ -1,0 +1,412 @@
+/**
+ * The one definition of every binary layout and constant shared by the XDP
+ * program and user space. `bpf/tinyfw.h` is generated from this file by
+ * `scripts/gen-header.ts` (a unit test fails when it is out of date), and the
+ * TypeScript encoders below read the same field lists, so the C structs and the
+ * bytes user space writes cannot drift apart.
+ *
+ * Fields are laid out in order with natural alignment (like a C compiler does);
+ * `be16` is a big-endian u16 (used inside LPM keys, where bytes are compared
+ * most significant first); `u8[N]` is a byte array.
+ */
+
+export type ScalarType = "u8" | "u16" | "be16" | "u32" | "u64";
+export type FieldType = ScalarType | `u8[${number}]` | `u32[${number}]`;
+
+export interface FieldSpec {
+  readonly name: string;
+  readonly type: FieldType;
+  /** One line of documentation, copied into the C header. */
+  readonly doc?: string;
+}
+
+export interface Field extends FieldSpec {
+  readonly offset: number;
+  readonly size: number;
+  readonly align: number;
+}
+
+/** A fixed-size struct: its C name, fields with offsets, and total size. */
+export interface Layout {
+  readonly cName: string;
+  readonly doc: string;
+  readonly fields: readonly Field[];
+  readonly size: number;
+}
+
+const SCALAR_SIZE: Record<ScalarType | "u32", number> = {
+  u8: 1,
+  u16: 2,
+  be16: 2,
+  u32: 4,
+  u64: 8,
+};
+
+function parseType(type: FieldType): { elem: ScalarType; count: number } {
+  const m = /^(u8|u32)\[(\d+)\]$/.exec(type);
+  if (m) return { elem: m[1] as ScalarType, count: Number(m[2]) };
+  return { elem: type as ScalarType, count: 0 };
+}
+
+function defineLayout(
+  cName: string,
+  doc: string,
+  specs: readonly FieldSpec[],
+): Layout {
+  let offset = 0;
+  let maxAlign = 1;
+  const fields: Field[] = [];
+  for (const spec of specs) {
+    const { elem, count } = parseType(spec.type);
+    const align = SCALAR_SIZE[elem];
+    const size = align * (count || 1);
+    offset = Math.ceil(offset / align) * align;
+    fields.push({ ...spec, offset, size, align });
+    offset += size;
+    maxAlign = Math.max(maxAlign, align);
+  }
+  const size = Math.ceil(offset / maxAlign) * maxAlign;
+  return { cName, doc, fields, size };
+}
+
+/** A decoded struct: scalar fields are numbers (u64: bigint), arrays are arrays. */
+export type Values = Record<string, number | bigint | number[] | Uint8Array>;
+
+/** Encodes `values` into `out` at `at` (fields not given stay zero). */
+export function encodeInto(
+  layout: Layout,
+  values: Values,
+  out: Uint8Array,
+  at = 0,
+): void {
+  const view = new DataView(out.buffer, out.byteOffset + at, layout.size);
+  for (const f of layout.fields) {
+    const v = values[f.name];
+    if (v === undefined) continue;
+    const { elem, count } = parseType(f.type);
+    if (count) {
+      const arr = v as ArrayLike<number>;
+      if (arr.length > count) {
+        throw new RangeError(`${layout.cName}.${f.name}: more than ${count} elements`);
+      }
+      for (let i = 0; i < arr.length; i++) {
+        writeScalar(view, f.offset + i * SCALAR_SIZE[elem], elem, arr[i]);
+      }
+    } else {
+      writeScalar(view, f.offset, elem, v as number | bigint);
+    }
+  }
+}
+
+/** Encodes `values` into a new zero-filled buffer of the layout's size. */
+export function encode(layout: Layout, values: Values): Uint8Array {
+  const out = new Uint8Array(layout.size);
+  encodeInto(layout, values, out);
+  return out;
+}
+
+/** Decodes one struct from `bytes` at `at`. */
+export function decode(layout: Layout, bytes: Uint8Array, at = 0): Values {
+  const view = new DataView(bytes.buffer, bytes.byteOffset + at, layout.size);
+  const out: Values = {};
+  for (const f of layout.fields) {
+    const { elem, count } = parseType(f.type);
+    if (count) {
+      if (elem === "u8") {
+        out[f.name] = bytes.slice(at + f.offset, at + f.offset + count);
+      } else {
+        const arr: number[] = [];
+        for (let i = 0; i < count; i++) {
+          arr.push(Number(readScalar(view, f.offset + i * 4, elem)));
+        }
+        out[f.name] = arr;
+      }
+    } else {
+      out[f.name] = readScalar(view, f.offset, elem);
+    }
+  }
+  return out;
+}
+
+function writeScalar(
+  view: DataView,
+  offset: number,
+  type: ScalarType,
+  v: number | bigint,
+): void {
+  switch (type) {
+    case "u8":
+      view.setUint8(offset, Number(v));
+      break;
+    case "u16":
+      view.setUint16(offset, Number(v), true);
+      break;
+    case "be16":
+      view.setUint16(offset, Number(v), false);
+      break;
+    case "u32":
+      view.setUint32(offset, Number(v), true);
+      break;
+    case "u64":
+      view.setBigUint64(offset, BigInt(v), true);
+      break;
+  }
+}
+
+function readScalar(
+  view: DataView,
+  offset: number,
+  type: ScalarType,
+): number | bigint {
+  switch (type) {
+    case "u8":
+      return view.getUint8(offset);
+    case "u16":
+      return view.getUint16(offset, true);
+    case "be16":
+      return view.getUint16(offset, false);
+    case "u32":
+      return view.getUint32(offset, true);
+    case "u64":
+      return view.getBigUint64(offset, true);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Constants shared with the XDP program. Each becomes a #define in tinyfw.h.
+
+/** Directions, as used in keys and in `tfw_attach.dir`. */
+export const DIR_INGRESS = 0;
+export const DIR_EGRESS = 1;
+
+/** Verdict actions stored in `tfw_verdict.action`. */
+export const ACTION_ALLOW = 0;
+export const ACTION_DENY = 1;
+
+/** Protocol classes used in rule keys: the IP protocol number, or OTHER. */
+export const PROTO_ICMP = 1;
+export const PROTO_TCP = 6;
+export const PROTO_UDP = 17;
+export const PROTO_ICMPV6 = 58;
+export const PROTO_SCTP = 132;
+/** Any IP protocol other than the five above. */
+export const PROTO_OTHER = 255;
+
+/** `tfw_rule_key.kind`: an exact L4 key, or the any-port fallback of a class. */
+export const KIND_EXACT = 0;
+export const KIND_ANY = 1;
+
+/** `tfw_policy.flags[dir]` bits. */
+export const PF_CIDR4 = 1; // IPv4 peers are classified through lpm_v4
+export const PF_CIDR6 = 2; // IPv6 peers are classified through lpm_v6
+export const PF_LPM_PORTS = 4; // L4 keys are looked up in port_lpm, not rule_hash
+
+/** Slot 0 means "not configured" in `tfw_attach.slot`. */
+export const SLOT_NONE = 0;
+
+/** Indexes into the per-CPU `stats` array. */
+export const STAT_NONIP = 0; // non-IP frames passed (ARP, LLDP, ...)
+export const STAT_MALFORMED = 1; // dropped: too short for the headers they announce
+export const STAT_ND = 2; // IPv6 neighbour discovery passed without a rule
+export const STAT_UNCONFIGURED = 3; // passed: attachment has no policy yet
+export const STAT_DECIDED = 4; // decided by a rule or a default action
+export const STAT_COUNT = 8;
+
+/** Parser bounds. */
+export const MAX_VLAN_TAGS = 2;
+export const MAX_IPV6_EXT = 6;
+
+/** Bits of an LPM key that precede the address / L4 key (slot, dir, pad / proto, class). */
+export const ADDR_KEY_HEAD_BITS = 32;
+export const PORT_KEY_HEAD_BITS = 64;
+
+/** Map capacities (entries). */
+export const MAX_ATTACH = 4096;
+export const MAX_SLOTS = 4096;
+export const MAX_COUNTERS = 1 << 19;
+export const MAX_RULE_ENTRIES = 1 << 21;
+export const MAX_LPM_ENTRIES = 1 << 20;
+
+/** Index of a PROTO_* class in the `exact_protos` / `any_protos` bitmasks. */
+export const PROTO_INDEX: Readonly<Record<number, number>> = {
+  [PROTO_TCP]: 0,
+  [PROTO_UDP]: 1,
+  [PROTO_SCTP]: 2,
+  [PROTO_ICMP]: 3,
+  [PROTO_ICMPV6]: 4,
+  [PROTO_OTHER]: 5,
+};
+
+/** Every constant above, in header order. */
+export const CONSTANTS: Record<string, number> = {
+  DIR_INGRESS,
+  DIR_EGRESS,
+  ACTION_ALLOW,
+  ACTION_DENY,
+  PROTO_ICMP,
+  PROTO_TCP,
+  PROTO_UDP,
+  PROTO_ICMPV6,
+  PROTO_SCTP,
+  PROTO_OTHER,
+  KIND_EXACT,
+  KIND_ANY,
+  PF_CIDR4,
+  PF_CIDR6,
+  PF_LPM_PORTS,
+  SLOT_NONE,
+  STAT_NONIP,
+  STAT_MALFORMED,
+  STAT_ND,
+  STAT_UNCONFIGURED,
+  STAT_DECIDED,
+  STAT_COUNT,
+  MAX_VLAN_TAGS,
+  MAX_IPV6_EXT,
+  ADDR_KEY_HEAD_BITS,
+  PORT_KEY_HEAD_BITS,
+  MAX_ATTACH,
+  MAX_SLOTS,
+  MAX_COUNTERS,
+  MAX_RULE_ENTRIES,
+  MAX_LPM_ENTRIES,
+  PIDX_TCP: PROTO_INDEX[PROTO_TCP],
+  PIDX_UDP: PROTO_INDEX[PROTO_UDP],
+  PIDX_SCTP: PROTO_INDEX[PROTO_SCTP],
+  PIDX_ICMP: PROTO_INDEX[PROTO_ICMP],
+  PIDX_ICMPV6: PROTO_INDEX[PROTO_ICMPV6],
+  PIDX_OTHER: PROTO_INDEX[PROTO_OTHER],
+};
+
+// ---------------------------------------------------------------------------
+// Map keys and values.
+
+/** Value of `state[0]`: the generation that selects `tfw_attach.slot[gen]`. */
+export const StateValue = defineLayout(
+  "tfw_state",
+  "Global switch, array index 0. Flipping gen switches every attachment at once.",
+  [
+    { name: "gen", type: "u32", doc: "active generation, 0 or 1" },
+    { name: "flags", type: "u32", doc: "reserved, zero" },
+  ],
+);
+
+/** Value of `attach[attach_id]`. */
+export const AttachValue = defineLayout(
+  "tfw_attach",
+  "Per attachment (array index = the program instance's attach_id).",
+  [
+    { name: "slot", type: "u32[2]", doc: "policy slot per generation; SLOT_NONE = unconfigured" },
+    { name: "dir", type: "u32", doc: "DIR_INGRESS or DIR_EGRESS: what this hook sees" },
+  ],
+);
+
+/** Value of `policies[slot]`. */
+export const PolicyValue = defineLayout(
+  "tfw_policy",
+  "A compiled policy instance (array index = slot).",
+  [
+    { name: "default_counter", type: "u32[2]", doc: "counter index of the default action, per direction" },
+    { name: "flags", type: "u8[2]", doc: "PF_* bits, per direction" },
+    { name: "nd_named", type: "u8[2]", doc: "bit t-133 set: a rule names ICMPv6 type t (133..137), per direction" },
+    { name: "exact_protos", type: "u8[2]", doc: "hash mode: bit per proto index with KIND_EXACT entries, per direction" },
+    { name: "any_protos", type: "u8[2]", doc: "hash mode: bit per proto index with KIND_ANY entries, per direction" },
+    { name: "default_action", type: "u8", doc: "ACTION_ALLOW or ACTION_DENY" },
+  ],
+);
+
+/** Key of the `lpm_v4` trie: (slot, dir) then the peer IPv4 address. */
+export const LpmV4Key = defineLayout(
+  "tfw_lpm_v4_key",
+  "Peer classification, IPv4. prefixlen = ADDR_KEY_HEAD_BITS + CIDR length.",
+  [
+    { name: "prefixlen", type: "u32" },
+    { name: "slot", type: "be16" },
+    { name: "dir", type: "u8" },
+    { name: "pad", type: "u8" },
+    { name: "addr", type: "u8[4]", doc: "network byte order" },
+  ],
+);
+
+/** Key of the `lpm_v6` trie. */
+export const LpmV6Key = defineLayout(
+  "tfw_lpm_v6_key",
+  "Peer classification, IPv6. prefixlen = ADDR_KEY_HEAD_BITS + CIDR length.",
+  [
+    { name: "prefixlen", type: "u32" },
+    { name: "slot", type: "be16" },
+    { name: "dir", type: "u8" },
+    { name: "pad", type: "u8" },
+    { name: "addr", type: "u8[16]", doc: "network byte order" },
+  ],
+);
+
+/** Value of both address tries: the address class. */
+export const ClassValue = defineLayout(
+  "tfw_class",
+  "An address class: the set of CIDR rules whose CIDRs contain the address.",
+  [{ name: "cls", type: "u32" }],
+);
+
+/** Key of the `rule_hash` map (hash mode). */
+export const RuleKey = defineLayout(
+  "tfw_rule_key",
+  "Hash mode lookup: exact L4 key (KIND_EXACT) or the class's any-port fallback (KIND_ANY, l4 = 0).",
+  [
+    { name: "slot", type: "u16" },
+    { name: "dir", type: "u8" },
+    { name: "proto", type: "u8", doc: "PROTO_* class" },
+    { name: "cls", type: "u32" },
+    { name: "l4", type: "u16", doc: "destination port, or ICMP type << 8 | code" },
+    { name: "kind", type: "u16" },
+  ],
+);
+
+/** Key of the `port_lpm` trie (LPM mode). */
+export const PortLpmKey = defineLayout(
+  "tfw_port_key",
+  "LPM mode lookup. prefixlen = PORT_KEY_HEAD_BITS + L4 prefix length (0..16).",
+  [
+    { name: "prefixlen", type: "u32" },
+    { name: "slot", type: "be16" },
+    { name: "dir", type: "u8" },
+    { name: "proto", type: "u8" },
+    { name: "cls", type: "u32", doc: "stored little-endian; always fully inside the prefix" },
+    { name: "l4", type: "be16" },
+  ],
+);
+
+/** Value of `rule_hash` and `port_lpm`: what to do and which counter to bump. */
+export const VerdictValue = defineLayout(
+  "tfw_verdict",
+  "A decision: action and the counter of the rule (or default) that made it.",
+  [
+    { name: "counter", type: "u32" },
+    { name: "action", type: "u32" },
+  ],
+);
+
+/** Per-CPU value of `counters[idx]`. */
+export const CounterValue = defineLayout(
+  "tfw_counter",
+  "Per-rule, per-direction packet and byte counts (per CPU; user space sums).",
+  [
+    { name: "packets", type: "u64" },
+    { name: "bytes", type: "u64" },
+  ],
+);
+
+/** Every layout, in header order. */
+export const LAYOUTS: readonly Layout[] = [
+  StateValue,
+  AttachValue,
+  PolicyValue,
+  LpmV4Key,
+  LpmV6Key,
+  ClassValue,
+  RuleKey,
+  PortLpmKey,
+  VerdictValue,
+  CounterValue,
+];
+
