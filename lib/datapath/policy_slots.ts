@@ -1,0 +1,172 @@
+/**
+ * Places compiled policies into the data plane: a free slot, a fresh counter
+ * range, every map entry; and switches attachments between policies with the
+ * one-word generation flip of DATAPATH.md §5.
+ *
+ * @module
+ */
+
+import type { CompiledPolicy } from "../policy/compile.ts";
+import {
+  AttachValue,
+  CounterValue,
+  decode,
+  DIR_INGRESS,
+  encode,
+  MAX_COUNTERS,
+  MAX_SLOTS,
+  SLOT_NONE,
+  StateValue,
+} from "./layout.ts";
+import { defaultCounterIndex, encodePolicyEntries, encodePolicyKeys } from "./entries.ts";
+import { type BpfMap, type Datapath, sumPerCpu, u32Key } from "./object.ts";
+import { RangeAllocator } from "./ranges.ts";
+
+/** A compiled policy written into the data plane. */
+export interface InstalledPolicy {
+  readonly slot: number;
+  readonly counterBase: number;
+  readonly compiled: CompiledPolicy;
+}
+
+/** Packets and bytes counted for one rule (or the default) in one direction. */
+export interface RuleCount {
+  /** Rule index, or -1 for the default action. */
+  readonly rule: number;
+  readonly dir: number;
+  readonly packets: bigint;
+  readonly bytes: bigint;
+}
+
+/** Owner of the slots, counters and generation of one {@link Datapath}. */
+export class PolicySlots {
+  readonly #dp: Datapath;
+  readonly #freeSlots: number[] = [];
+  readonly #counters = new RangeAllocator(MAX_COUNTERS);
+  readonly #zeroCounter = encode(CounterValue, {});
+
+  constructor(dp: Datapath) {
+    this.#dp = dp;
+    for (let s = MAX_SLOTS - 1; s > SLOT_NONE; s--) this.#freeSlots.push(s);
+  }
+
+  /** Writes `compiled` into a free slot with zeroed counters; nothing is attached to it yet. */
+  install(compiled: CompiledPolicy): InstalledPolicy {
+    const slot = this.#freeSlots.pop();
+    if (slot === undefined) throw new Error(`all ${MAX_SLOTS - 1} policy slots are in use`);
+    const counterBase = this.#counters.allocate(compiled.counterCount);
+    if (counterBase === null) {
+      this.#freeSlots.push(slot);
+      throw new Error(
+        `no room for ${compiled.counterCount} counters (capacity ${MAX_COUNTERS})`,
+      );
+    }
+    const installed = { slot, counterBase, compiled };
+    try {
+      const e = encodePolicyEntries(compiled, slot, counterBase);
+      const maps = this.#dp.maps;
+      this.#zeroCounters(counterBase, compiled.counterCount);
+      write(maps.lpm_v4, e.lpmV4);
+      write(maps.lpm_v6, e.lpmV6);
+      write(maps.rule_hash, e.ruleHash);
+      write(maps.port_lpm, e.portLpm);
+      maps.policies.update(u32Key(slot), e.policy);
+    } catch (err) {
+      this.remove(installed);
+      throw err;
+    }
+    return installed;
+  }
+
+  /** Deletes the entries of `installed` and frees its slot and counters. */
+  remove(installed: InstalledPolicy): void {
+    const k = encodePolicyKeys(installed.compiled, installed.slot);
+    const maps = this.#dp.maps;
+    maps.lpm_v4.deleteBatch(k.lpmV4.keys, k.lpmV4.count);
+    maps.lpm_v6.deleteBatch(k.lpmV6.keys, k.lpmV6.count);
+    maps.rule_hash.deleteBatch(k.ruleHash.keys, k.ruleHash.count);
+    maps.port_lpm.deleteBatch(k.portLpm.keys, k.portLpm.count);
+    this.#counters.free(installed.counterBase, installed.compiled.counterCount);
+    this.#freeSlots.push(installed.slot);
+  }
+
+  /** The active generation (0 or 1). */
+  generation(): number {
+    const v = this.#dp.maps.state.lookup(u32Key(0));
+    return v ? Number(decode(StateValue, v).gen) & 1 : 0;
+  }
+
+  /**
+   * Points attachment `attachId` at `slot` in both generations. For an
+   * attachment that is not attached yet (or is being adopted as a whole).
+   */
+  configureAttachment(attachId: number, slot: number, dir = DIR_INGRESS): void {
+    this.#dp.maps.attach.update(u32Key(attachId), encode(AttachValue, { slot: [slot, slot], dir }));
+  }
+
+  /** Marks `attachId` unconfigured (its program, if still attached, passes everything). */
+  clearAttachment(attachId: number): void {
+    this.#dp.maps.attach.update(u32Key(attachId), encode(AttachValue, {}));
+  }
+
+  /**
+   * Switches every listed attachment to its new slot at one instant: the new
+   * slots go into the inactive generation, then the generation word flips.
+   * Every packet reads the generation once, so none sees a mix.
+   */
+  switchAttachments(changes: readonly { attachId: number; slot: number; dir: number }[]): void {
+    const maps = this.#dp.maps;
+    const gen = this.generation();
+    const next = 1 - gen;
+    for (const c of changes) {
+      const current = maps.attach.lookup(u32Key(c.attachId));
+      const slots = current ? (decode(AttachValue, current).slot as number[]) : [0, 0];
+      slots[next] = c.slot;
+      maps.attach.update(u32Key(c.attachId), encode(AttachValue, { slot: slots, dir: c.dir }));
+    }
+    maps.state.update(u32Key(0), encode(StateValue, { gen: next }));
+    for (const c of changes) {
+      maps.attach.update(
+        u32Key(c.attachId),
+        encode(AttachValue, { slot: [c.slot, c.slot], dir: c.dir }),
+      );
+    }
+  }
+
+  /** The counters of `installed`: every rule and the default, in both directions. */
+  counts(installed: InstalledPolicy): RuleCount[] {
+    const n = installed.compiled.policy.rules.length;
+    const out: RuleCount[] = [];
+    for (let rule = -1; rule < n; rule++) {
+      for (const dir of [0, 1]) {
+        const idx = rule < 0
+          ? defaultCounterIndex(installed.counterBase, n, dir)
+          : installed.counterBase + 2 * rule + dir;
+        const [packets, bytes] = this.readCounter(idx);
+        out.push({ rule, dir, packets, bytes });
+      }
+    }
+    return out;
+  }
+
+  /** Packets and bytes at counter `idx`, summed over CPUs. */
+  readCounter(idx: number): [bigint, bigint] {
+    const values = this.#dp.maps.counters.lookupPerCpu(u32Key(idx));
+    if (!values) return [0n, 0n];
+    const [packets, bytes] = sumPerCpu(values);
+    return [packets, bytes];
+  }
+
+  #zeroCounters(base: number, count: number): void {
+    const keys = new Uint8Array(count * 4);
+    const view = new DataView(keys.buffer);
+    const values = new Uint8Array(count * CounterValue.size);
+    for (let i = 0; i < count; i++) view.setUint32(i * 4, base + i, true);
+    for (let i = 0; i < count; i++) values.set(this.#zeroCounter, i * CounterValue.size);
+    this.#dp.maps.counters.updateBatch(keys, values, count);
+  }
+}
+
+function write(map: BpfMap, e: { keys: Uint8Array; values: Uint8Array; count: number }): void {
+  map.updateBatch(e.keys, e.values, e.count);
+}

@@ -1,0 +1,91 @@
+/**
+ * The reference evaluator: DATAPATH.md §2 read literally, as a loop over the
+ * policy's rules (first match wins). It deliberately shares nothing with the
+ * compiler, so that comparing the two (and the XDP program) finds bugs.
+ *
+ * @module
+ */
+
+import { contains } from "./cidr.ts";
+import { type IpPacket, type ParsedPacket, parsePacket } from "./packet.ts";
+import type { Direction, Policy, Rule } from "./types.ts";
+
+/** Why a packet got its verdict. */
+export type DecisionReason = "rule" | "default" | "nonip" | "malformed" | "nd";
+
+/** The verdict on one packet and what decided it. */
+export interface Decision {
+  verdict: "allow" | "deny";
+  reason: DecisionReason;
+  /** Index of the deciding rule (reason `rule`). */
+  ruleIndex?: number;
+  /** Name of the deciding rule (reason `rule`). */
+  rule?: string;
+}
+
+const RULE_PROTOCOL_NUMBER: Readonly<Record<string, number>> = {
+  tcp: 6,
+  udp: 17,
+  sctp: 132,
+  icmp: 1,
+  icmpv6: 58,
+};
+
+/** Decides a raw Ethernet frame seen in direction `dir`. */
+export function evaluate(policy: Policy, dir: Direction, frame: Uint8Array): Decision {
+  return evaluateParsed(policy, dir, parsePacket(frame));
+}
+
+/** Decides an already parsed packet seen in direction `dir`. */
+export function evaluateParsed(policy: Policy, dir: Direction, pkt: ParsedPacket): Decision {
+  if (pkt.kind === "nonip") return { verdict: "allow", reason: "nonip" };
+  if (pkt.kind === "malformed") return { verdict: "deny", reason: "malformed" };
+
+  const t = pkt.icmpType;
+  if (pkt.proto === 58 && !pkt.laterFragment && t !== undefined && t >= 133 && t <= 137) {
+    const named = policy.rules.some((r) =>
+      appliesTo(r, dir) && r.icmp?.type === t && (r.protocol === "icmpv6" || r.protocol === "any")
+    );
+    if (!named) return { verdict: "allow", reason: "nd" };
+  }
+
+  for (let i = 0; i < policy.rules.length; i++) {
+    const rule = policy.rules[i];
+    if (ruleMatches(rule, dir, pkt)) {
+      return { verdict: rule.action, reason: "rule", ruleIndex: i, rule: rule.name };
+    }
+  }
+  return { verdict: policy.defaultAction, reason: "default" };
+}
+
+function appliesTo(rule: Rule, dir: Direction): boolean {
+  return rule.direction === dir || rule.direction === "both";
+}
+
+/** True when `rule` matches `pkt` seen in direction `dir` (DATAPATH.md §2, the five conditions). */
+export function ruleMatches(rule: Rule, dir: Direction, pkt: IpPacket): boolean {
+  if (!appliesTo(rule, dir)) return false;
+
+  if (rule.protocol !== "any" && RULE_PROTOCOL_NUMBER[rule.protocol] !== pkt.proto) return false;
+
+  if (rule.cidrs && rule.cidrs.length > 0) {
+    const peer = dir === "ingress" ? pkt.src : pkt.dst;
+    if (!rule.cidrs.some((c) => c.family === pkt.family && contains(c, peer))) return false;
+  }
+
+  if (rule.ports && rule.ports.length > 0) {
+    // A port exists only on a TCP, UDP or SCTP header that was parsed.
+    const isPortProto = pkt.proto === 6 || pkt.proto === 17 || pkt.proto === 132;
+    if (pkt.laterFragment || !isPortProto || pkt.l4 === undefined) return false;
+    const port = pkt.l4;
+    if (!rule.ports.some((r) => port >= r.from && port <= r.to)) return false;
+  }
+
+  if (rule.icmp) {
+    // A type exists only on an ICMP or ICMPv6 header that was parsed.
+    if (pkt.laterFragment || pkt.icmpType === undefined) return false;
+    if (pkt.icmpType !== rule.icmp.type) return false;
+    if (rule.icmp.code !== undefined && pkt.icmpCode !== rule.icmp.code) return false;
+  }
+  return true;
+}
