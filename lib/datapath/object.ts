@@ -213,39 +213,55 @@ export class BpfMap {
 
   /**
    * Writes `count` entries: `keys` holds the keys end to end, `values` the
-   * values (per-CPU maps: each value written to every CPU). One batch call where
-   * the map type supports it (arrays, hashes), else one call per element (LPM
-   * tries). Returns `count`.
+   * values (per-CPU maps: each value written to every CPU). One batch call
+   * where the kernel allows (arrays and hashes, mode "any"), else one call per
+   * element (LPM tries; "noexist"/"exist", which batches do not take). Returns
+   * `count`; a failure throws a BatchError whose `done` counts the entries
+   * written before it.
    */
-  updateBatch(keys: Uint8Array, values: Uint8Array, count: number, mode: UpdateMode = "any"): number {
+  updateBatch(
+    keys: Uint8Array,
+    values: Uint8Array,
+    count: number,
+    mode: UpdateMode = "any",
+  ): number {
     this.#checkBatch(keys, count);
     if (values.length !== count * this.valueSize) {
       throw new RangeError(`map ${this.name}: ${values.length} value bytes for ${count} entries`);
     }
     if (count === 0) return 0;
+    const vsize = this.perCpu ? this.#rawSize : this.valueSize;
     let raw = own(values);
     if (this.perCpu) {
-      raw = new Uint8Array(count * this.#rawSize);
+      raw = new Uint8Array(count * vsize);
       for (let i = 0; i < count; i++) {
-        raw.set(this.#value(values.subarray(i * this.valueSize, (i + 1) * this.valueSize)), i * this.#rawSize);
+        raw.set(
+          this.#value(values.subarray(i * this.valueSize, (i + 1) * this.valueSize)),
+          i * vsize,
+        );
       }
     }
-    const flags = UPDATE_FLAGS[mode];
     let done = 0;
-    try {
-      return bpf.mapUpdateBatch(this.fd, own(keys), raw, count, { elemFlags: flags });
-    } catch (e) {
-      if (!(e instanceof bpf.BatchError) || !unsupported(e)) throw e;
-      done = e.done;
+    if (mode === "any") {
+      try {
+        return bpf.mapUpdateBatch(this.fd, own(keys), raw, count);
+      } catch (e) {
+        if (!(e instanceof bpf.BatchError) || !unsupported(e)) throw e;
+        done = e.done;
+      }
     }
-    const vsize = this.perCpu ? this.#rawSize : this.valueSize;
     for (let i = done; i < count; i++) {
-      bpf.mapUpdateElem(
-        this.fd,
-        keys.slice(i * this.keySize, (i + 1) * this.keySize),
-        raw.slice(i * vsize, (i + 1) * vsize),
-        flags,
-      );
+      try {
+        bpf.mapUpdateElem(
+          this.fd,
+          keys.slice(i * this.keySize, (i + 1) * this.keySize),
+          raw.slice(i * vsize, (i + 1) * vsize),
+          UPDATE_FLAGS[mode],
+        );
+      } catch (e) {
+        if (!(e instanceof bpf.BpfError)) throw e;
+        throw new bpf.BatchError(e.op, e.errno, e.description, [...e.log], i);
+      }
     }
     return count;
   }
@@ -593,4 +609,10 @@ export function programAttachId(
     }
     return null;
   });
+}
+
+/** An fd of the loaded program `id` (e.g. to replace it atomically); close it when done. */
+export function openProgram(id: number): { fd: number; close(): void } {
+  const fd = bpf.progGetFdById(id);
+  return { fd, close: () => closeFd(fd) };
 }

@@ -13,7 +13,6 @@ import {
   decode,
   DIR_INGRESS,
   encode,
-  MAX_COUNTERS,
   MAX_SLOTS,
   SLOT_NONE,
   StateValue,
@@ -42,11 +41,12 @@ export interface RuleCount {
 export class PolicySlots {
   readonly #dp: Datapath;
   readonly #freeSlots: number[] = [];
-  readonly #counters = new RangeAllocator(MAX_COUNTERS);
+  readonly #counters: RangeAllocator;
   readonly #zeroCounter = encode(CounterValue, {});
 
   constructor(dp: Datapath) {
     this.#dp = dp;
+    this.#counters = new RangeAllocator(dp.maps.counters.maxEntries);
     for (let s = MAX_SLOTS - 1; s > SLOT_NONE; s--) this.#freeSlots.push(s);
   }
 
@@ -58,7 +58,7 @@ export class PolicySlots {
     if (counterBase === null) {
       this.#freeSlots.push(slot);
       throw new Error(
-        `no room for ${compiled.counterCount} counters (capacity ${MAX_COUNTERS})`,
+        `no room for ${compiled.counterCount} counters (capacity ${this.#dp.maps.counters.maxEntries})`,
       );
     }
     const installed = { slot, counterBase, compiled };

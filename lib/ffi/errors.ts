@@ -5,11 +5,28 @@
  * @module
  */
 
-import { constants as osConstants } from "node:os";
-
-const NAMES: Map<number, string> = new Map(
-  Object.entries(osConstants.errno).map(([name, value]) => [value as number, name]),
-);
+// Linux errno names by value (asm-generic/errno-base.h, errno.h); "" where unused.
+// (node:os has no EBADFD and names 11 EWOULDBLOCK; the kernel's header says EAGAIN.)
+// deno-fmt-ignore
+const NAMES: readonly string[] = [
+  "", "EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "ENOEXEC", "EBADF", "ECHILD",
+  "EAGAIN", "ENOMEM", "EACCES", "EFAULT", "ENOTBLK", "EBUSY", "EEXIST", "EXDEV", "ENODEV",
+  "ENOTDIR", "EISDIR", "EINVAL", "ENFILE", "EMFILE", "ENOTTY", "ETXTBSY", "EFBIG", "ENOSPC",
+  "ESPIPE", "EROFS", "EMLINK", "EPIPE", "EDOM", "ERANGE", "EDEADLK", "ENAMETOOLONG", "ENOLCK",
+  "ENOSYS", "ENOTEMPTY", "ELOOP", "", "ENOMSG", "EIDRM", "ECHRNG", "EL2NSYNC", "EL3HLT", "EL3RST",
+  "ELNRNG", "EUNATCH", "ENOCSI", "EL2HLT", "EBADE", "EBADR", "EXFULL", "ENOANO", "EBADRQC",
+  "EBADSLT", "", "EBFONT", "ENOSTR", "ENODATA", "ETIME", "ENOSR", "ENONET", "ENOPKG", "EREMOTE",
+  "ENOLINK", "EADV", "ESRMNT", "ECOMM", "EPROTO", "EMULTIHOP", "EDOTDOT", "EBADMSG", "EOVERFLOW",
+  "ENOTUNIQ", "EBADFD", "EREMCHG", "ELIBACC", "ELIBBAD", "ELIBSCN", "ELIBMAX", "ELIBEXEC",
+  "EILSEQ", "ERESTART", "ESTRPIPE", "EUSERS", "ENOTSOCK", "EDESTADDRREQ", "EMSGSIZE",
+  "EPROTOTYPE", "ENOPROTOOPT", "EPROTONOSUPPORT", "ESOCKTNOSUPPORT", "EOPNOTSUPP", "EPFNOSUPPORT",
+  "EAFNOSUPPORT", "EADDRINUSE", "EADDRNOTAVAIL", "ENETDOWN", "ENETUNREACH", "ENETRESET",
+  "ECONNABORTED", "ECONNRESET", "ENOBUFS", "EISCONN", "ENOTCONN", "ESHUTDOWN", "ETOOMANYREFS",
+  "ETIMEDOUT", "ECONNREFUSED", "EHOSTDOWN", "EHOSTUNREACH", "EALREADY", "EINPROGRESS", "ESTALE",
+  "EUCLEAN", "ENOTNAM", "ENAVAIL", "EISNAM", "EREMOTEIO", "EDQUOT", "ENOMEDIUM", "EMEDIUMTYPE",
+  "ECANCELED", "ENOKEY", "EKEYEXPIRED", "EKEYREVOKED", "EKEYREJECTED", "EOWNERDEAD",
+  "ENOTRECOVERABLE", "ERFKILL", "EHWPOISON",
+];
 // Kernel-internal values that leak out of the bpf() syscall, and libbpf's own.
 const EXTRA_NAMES: Record<number, string> = {
   524: "ENOTSUPP",
@@ -31,7 +48,7 @@ const EXTRA_NAMES: Record<number, string> = {
 
 /** The symbolic name of an errno value: 2 → "ENOENT"; "E<n>" when unknown. */
 export function errnoName(errno: number): string {
-  return EXTRA_NAMES[errno] ?? NAMES.get(errno) ?? `E${errno}`;
+  return EXTRA_NAMES[errno] ?? (NAMES[errno] || `E${errno}`);
 }
 
 /** A failed system call (or libc function): `op: strerror (CODE)`. */
@@ -42,6 +59,8 @@ export class SysError extends Error {
   readonly errno: number;
   /** Its symbolic name, e.g. "ENOENT". */
   readonly code: string;
+  /** What the errno means (strerror, or libbpf_strerror for a BpfError). */
+  readonly description: string;
 
   constructor(op: string, errno: number, description: string) {
     const code = errnoName(errno);
@@ -50,6 +69,7 @@ export class SysError extends Error {
     this.op = op;
     this.errno = errno;
     this.code = code;
+    this.description = description;
   }
 }
 

@@ -284,7 +284,11 @@ export class BpfObject {
   /** Every map of the object, internal ones (.rodata, .bss...) included. */
   maps(): BpfObjectMap[] {
     const out: BpfObjectMap[] = [];
-    for (let m = bpf().bpf_object__next_map(this.#p, null); m; m = bpf().bpf_object__next_map(this.#p, m)) {
+    for (
+      let m = bpf().bpf_object__next_map(this.#p, null);
+      m;
+      m = bpf().bpf_object__next_map(this.#p, m)
+    ) {
       out.push(new BpfObjectMap(INTERNAL, m, this));
     }
     return out;
@@ -300,7 +304,11 @@ export class BpfObject {
   programs(): BpfObjectProgram[] {
     const out: BpfObjectProgram[] = [];
     const s = bpf();
-    for (let p = s.bpf_object__next_program(this.#p, null); p; p = s.bpf_object__next_program(this.#p, p)) {
+    for (
+      let p = s.bpf_object__next_program(this.#p, null);
+      p;
+      p = s.bpf_object__next_program(this.#p, p)
+    ) {
       out.push(new BpfObjectProgram(INTERNAL, p, this));
     }
     return out;
@@ -552,7 +560,13 @@ export function mapUpdateBatch(
   opts: BatchOptions = {},
 ): number {
   const n = new Uint32Array([count]);
-  const ret = begin().bpf_map_update_batch(fd, keys, values, new Uint8Array(n.buffer), batchOpts(opts));
+  const ret = begin().bpf_map_update_batch(
+    fd,
+    keys,
+    values,
+    new Uint8Array(n.buffer),
+    batchOpts(opts),
+  );
   if (ret < 0) throw batchError("bpf_map_update_batch", ret, n[0]);
   return n[0];
 }
@@ -599,7 +613,12 @@ function xdpAttachOpts(oldProgFd: number | undefined): Uint8Array<ArrayBuffer> {
 }
 
 /** bpf_xdp_attach (netlink; the attachment outlives the process). */
-export function xdpAttach(ifindex: number, progFd: number, flags: number, oldProgFd?: number): void {
+export function xdpAttach(
+  ifindex: number,
+  progFd: number,
+  flags: number,
+  oldProgFd?: number,
+): void {
   call(
     `bpf_xdp_attach ifindex ${ifindex}`,
     (s) => s.bpf_xdp_attach(ifindex, progFd, flags, xdpAttachOpts(oldProgFd)),

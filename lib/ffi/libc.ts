@@ -268,9 +268,7 @@ export function setsockopt(
   name: number,
   value: number | Uint8Array<ArrayBuffer>,
 ): void {
-  const bytes = typeof value === "number"
-    ? new Uint8Array(new Int32Array([value]).buffer)
-    : value;
+  const bytes = typeof value === "number" ? new Uint8Array(new Int32Array([value]).buffer) : value;
   check("setsockopt", libc().setsockopt(fd, level, name, bytes, bytes.length));
 }
 

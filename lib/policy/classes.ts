@@ -5,12 +5,13 @@
  * The CIDRs of a family are sorted by (network address, prefix length); in
  * that order a stack holds the chain of CIDRs containing the current one, which
  * is the path from the root of a binary trie over the CIDRs to the current
- * node (with the empty trie nodes skipped). A node's class is its parent's
- * class plus the rules first seen at the node, so each node costs the number
- * of its own rules, and the whole pass is O(n log n) for the sort.
+ * node (a path-compressed trie: only nodes that are CIDRs of some rule). A
+ * node's class is its parent's class plus the rules first seen at the node, so
+ * each node costs the number of its own rules and the pass is O(n log n) for
+ * the sort. Nothing is allocated per node but the output entry.
  *
  * Class sets are interned: equal sets get one id, whatever path reached them.
- * A set is hashed incrementally (XOR of two 32-bit random words per rule, so a
+ * A set is hashed incrementally (XOR of two 30-bit random words per rule, so a
  * child's hash is its parent's XOR its new rules'); equal hashes are confirmed
  * by comparing the sets, so a hash collision costs time, never correctness.
  *
@@ -19,40 +20,36 @@
 
 import type { Cidr } from "./types.ts";
 
-/** One distinct CIDR of one family, a node of the containment trie. */
-export interface CidrNode {
-  cidr: Cidr;
-  /** The rules having exactly this CIDR, ascending. */
-  rules: number[];
-  /** The nearest strictly containing CIDR node, or null. */
-  parent: CidrNode | null;
-  /** Rules of this node that no containing node has, ascending. */
-  added: number[];
-  /** The node's class id (> 0). */
+/** A distinct CIDR and its class: one `lpm_v4`/`lpm_v6` entry. */
+export interface ClassifiedCidr {
+  /** Network bytes, host bits cleared (4 or 16 bytes). */
+  addr: Uint8Array;
+  len: number;
+  /** The class id (> 0). */
   cls: number;
-  /** Two 32-bit hashes of the class set (XOR of per-rule random words). */
-  h1: number;
-  h2: number;
 }
 
 /** The classes of one direction. */
 export interface AddressClasses {
-  /** IPv4 and IPv6 nodes in (address, length) order. */
-  v4: CidrNode[];
-  v6: CidrNode[];
+  /** Distinct IPv4 and IPv6 CIDRs in (address, length) order, with classes. */
+  v4: ClassifiedCidr[];
+  v6: ClassifiedCidr[];
   /** Number of class ids, including class 0 (the empty set). */
   count: number;
+  /** Rule numbers; `memberRanges` points into it. */
+  rules: Int32Array;
   /**
-   * Appends to `out` sorted, disjoint rule lists whose union is class `cls`
-   * (nothing for class 0).
+   * Appends to `out` `[start, end)` ranges of `rules`, each sorted ascending,
+   * pairwise disjoint, whose union is the candidates of class `cls`: the
+   * class's rules plus the `anyAddress` rules given to `computeClasses`.
    */
-  collectMembers(cls: number, out: number[][]): void;
+  memberRanges(cls: number, out: number[]): void;
 }
 
-/** A (CIDR, rule) pair: rule `rule` has CIDR `cidr`. */
-export interface CidrOfRule {
-  cidr: Cidr;
-  rule: number;
+/** CIDRs of one family with the rule of each, in ascending rule order. */
+export interface CidrsOfRules {
+  cidrs: Cidr[];
+  rules: number[];
 }
 
 function mulberry32(seed: number): () => number {
@@ -69,182 +66,234 @@ function mulberry32(seed: number): () => number {
 function isWithin(outer: Cidr, inner: Cidr): boolean {
   if (outer.len > inner.len) return false;
   const full = outer.len >> 3;
-  for (let i = 0; i < full; i++) if (outer.addr[i] !== inner.addr[i]) return false;
+  const a = outer.addr;
+  const b = inner.addr;
+  for (let i = 0; i < full; i++) if (a[i] !== b[i]) return false;
   const rest = outer.len & 7;
   if (rest === 0) return true;
   const mask = (0xff << (8 - rest)) & 0xff;
-  return (inner.addr[full] & mask) === outer.addr[full];
+  return (b[full] & mask) === a[full];
 }
 
-function newNode(cidr: Cidr): CidrNode {
-  return { cidr, rules: [], parent: null, added: [], cls: 0, h1: 0, h2: 0 };
+/** Sorted distinct CIDRs of a family: `order[k]` is a pair index, `nodeOf[pair]` its node. */
+interface Distinct {
+  nodes: Cidr[];
+  nodeOf: Int32Array;
 }
 
-function addRule(node: CidrNode, rule: number): void {
-  const rs = node.rules;
-  if (rs.length === 0 || rs[rs.length - 1] !== rule) rs.push(rule);
-}
-
-/** Distinct IPv4 CIDRs in (address, length) order. */
-function nodesOf4(pairs: readonly CidrOfRule[]): CidrNode[] {
+function distinct4(cidrs: readonly Cidr[]): Distinct {
   // Key: address * 64 + len (38 bits, exact in a double). Sort, dedupe, then
-  // place each pair by binary search: no hash map of non-small integers.
-  const keys = new Float64Array(pairs.length);
-  for (let i = 0; i < pairs.length; i++) {
-    const { addr: a, len } = pairs[i].cidr;
+  // place each pair by binary search: no hash map, no per-pair allocation.
+  const n = cidrs.length;
+  const keys = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const { addr: a, len } = cidrs[i];
     keys[i] = (((a[0] << 24) | (a[1] << 16) | (a[2] << 8) | a[3]) >>> 0) * 64 + len;
   }
   const sorted = keys.slice().sort();
-  let distinct = 0;
-  for (let i = 0; i < sorted.length; i++) {
-    if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[distinct++] = sorted[i];
-  }
-  const nodes: CidrNode[] = new Array(distinct);
-  for (let i = 0; i < pairs.length; i++) {
+  let count = 0;
+  for (let i = 0; i < n; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[count++] = sorted[i];
+  const nodes: Cidr[] = new Array(count);
+  const nodeOf = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
     let lo = 0;
-    let hi = distinct - 1;
+    let hi = count - 1;
     const k = keys[i];
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
       if (sorted[mid] < k) lo = mid + 1;
       else hi = mid;
     }
-    const node = nodes[lo] ??= newNode(pairs[i].cidr);
-    addRule(node, pairs[i].rule);
+    nodeOf[i] = lo;
+    nodes[lo] ??= cidrs[i];
   }
-  return nodes;
+  return { nodes, nodeOf };
 }
 
-/** Distinct IPv6 CIDRs in (address, length) order; keys are 9 UTF-16 units. */
-function nodesOf6(pairs: readonly CidrOfRule[]): CidrNode[] {
-  const byKey = new Map<string, CidrNode>();
-  for (const { cidr, rule } of pairs) {
-    const a = cidr.addr;
-    const key = String.fromCharCode(
-      (a[0] << 8) | a[1],
-      (a[2] << 8) | a[3],
-      (a[4] << 8) | a[5],
-      (a[6] << 8) | a[7],
-      (a[8] << 8) | a[9],
-      (a[10] << 8) | a[11],
-      (a[12] << 8) | a[13],
-      (a[14] << 8) | a[15],
-      cidr.len,
-    );
-    let node = byKey.get(key);
-    if (!node) byKey.set(key, node = newNode(cidr));
-    addRule(node, rule);
+function compare6(a: Cidr, b: Cidr): number {
+  const x = a.addr;
+  const y = b.addr;
+  for (let i = 0; i < 16; i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return a.len - b.len;
+}
+
+function distinct6(cidrs: readonly Cidr[]): Distinct {
+  const n = cidrs.length;
+  const order = Array.from({ length: n }, (_, i) => i);
+  order.sort((i, j) => compare6(cidrs[i], cidrs[j]) || i - j);
+  const nodes: Cidr[] = [];
+  const nodeOf = new Int32Array(n);
+  for (let k = 0; k < n; k++) {
+    const c = cidrs[order[k]];
+    if (!nodes.length || compare6(nodes[nodes.length - 1], c) !== 0) nodes.push(c);
+    nodeOf[order[k]] = nodes.length - 1;
   }
-  // Default sort compares UTF-16 code units: big-endian groups, then length.
-  return [...byKey.keys()].sort().map((k) => byKey.get(k)!);
+  return { nodes, nodeOf };
 }
 
 /**
  * Computes the address classes of a direction.
  *
- * @param pairs4 IPv4 (CIDR, rule) pairs in ascending rule order.
- * @param pairs6 IPv6 (CIDR, rule) pairs in ascending rule order.
+ * @param v4 IPv4 CIDRs of the direction's rules, in ascending rule order.
+ * @param v6 IPv6 CIDRs, likewise.
+ * @param anyAddress Rules without CIDRs (candidates of every class), ascending.
  * @param ruleCount Rule numbers are in `0..ruleCount-1`.
  */
 export function computeClasses(
-  pairs4: readonly CidrOfRule[],
-  pairs6: readonly CidrOfRule[],
+  v4: CidrsOfRules,
+  v6: CidrsOfRules,
+  anyAddress: readonly number[],
   ruleCount: number,
 ): AddressClasses {
-  const rand = mulberry32(0x7f1f);
-  const z1 = new Uint32Array(ruleCount);
-  const z2 = new Uint32Array(ruleCount);
-  for (let i = 0; i < ruleCount; i++) {
-    z1[i] = rand();
-    z2[i] = rand();
+  const d4 = distinct4(v4.cidrs);
+  const d6 = distinct6(v6.cidrs);
+  const n4 = d4.nodes.length;
+  const nodeCount = n4 + d6.nodes.length;
+  const nodeCidr = [...d4.nodes, ...d6.nodes];
+
+  // Rules of each node, CSR layout, duplicates (a rule listing a CIDR twice) dropped.
+  const ruleStart = new Int32Array(nodeCount + 1);
+  const lastRule = new Int32Array(nodeCount).fill(-1);
+  const families = [{ d: d4, src: v4, base: 0 }, { d: d6, src: v6, base: n4 }];
+  for (const { d, src, base } of families) {
+    for (let i = 0; i < src.rules.length; i++) {
+      const node = base + d.nodeOf[i];
+      if (lastRule[node] === src.rules[i]) continue;
+      lastRule[node] = src.rules[i];
+      ruleStart[node + 1]++;
+    }
   }
+  for (let i = 0; i < nodeCount; i++) ruleStart[i + 1] += ruleStart[i];
+  const ruleList = new Int32Array(ruleStart[nodeCount]);
+  const fillAt = ruleStart.slice(0, nodeCount);
+  lastRule.fill(-1);
+  for (const { d, src, base } of families) {
+    for (let i = 0; i < src.rules.length; i++) {
+      const node = base + d.nodeOf[i];
+      if (lastRule[node] === src.rules[i]) continue;
+      lastRule[node] = src.rules[i];
+      ruleList[fillAt[node]++] = src.rules[i];
+    }
+  }
+
+  // Per-rule random words for the set hashes.
+  const rand = mulberry32(0x7f1f);
+  const z1 = new Int32Array(ruleCount);
+  const z2 = new Int32Array(ruleCount);
+  for (let i = 0; i < ruleCount; i++) {
+    z1[i] = rand() & 0x3fffffff;
+    z2[i] = rand() & 0x3fffffff;
+  }
+
+  // The walk: parent, added rules (into `rules`), hash and class of each node.
+  const anyLen = anyAddress.length;
+  const rules = new Int32Array(anyLen + ruleList.length);
+  rules.set(anyAddress, 0);
+  let rulesLen = anyLen;
+  const parent = new Int32Array(nodeCount);
+  const addedStart = new Int32Array(nodeCount);
+  const addedEnd = new Int32Array(nodeCount);
+  const h1 = new Int32Array(nodeCount);
+  const h2 = new Int32Array(nodeCount);
+  const cls = new Int32Array(nodeCount);
   const onPath = new Int32Array(ruleCount);
-  const reps: (CidrNode | null)[] = [null]; // class id -> a node of that class
+  const stack = new Int32Array(nodeCount);
+  const reps: number[] = [-1]; // class id → a node of that class
   const sizes: number[] = [0];
-  // Hash buckets: small-integer key → first class id; chained by nextInBucket.
-  const bucketHead = new Map<number, number>();
-  const nextInBucket: number[] = [-1];
   const hashes1: number[] = [0];
   const hashes2: number[] = [0];
+  let tableBits = 4;
+  while ((1 << tableBits) < 2 * nodeCount) tableBits++;
+  const table = new Int32Array(1 << tableBits); // open addressing by h1; 0 = empty
+  const tableMask = (1 << tableBits) - 1;
 
-  const classSet = (node: CidrNode): number[] => {
+  const classSet = (node: number): number[] => {
     const out: number[] = [];
-    for (let n: CidrNode | null = node; n; n = n.parent) out.push(...n.added);
+    for (let n = node; n >= 0; n = parent[n]) {
+      for (let k = addedStart[n]; k < addedEnd[n]; k++) out.push(rules[k]);
+    }
     return out.sort((a, b) => a - b);
   };
-  const sameSet = (a: CidrNode, b: CidrNode): boolean => {
+  const sameSet = (a: number, b: number): boolean => {
     const x = classSet(a);
     const y = classSet(b);
     return x.length === y.length && x.every((v, i) => v === y[i]);
   };
 
-  const walk = (nodes: CidrNode[]): void => {
-    const stack: CidrNode[] = [];
-    for (const node of nodes) {
-      while (stack.length && !isWithin(stack[stack.length - 1].cidr, node.cidr)) {
-        for (const r of stack.pop()!.rules) onPath[r]--;
+  for (const [from, to] of [[0, n4], [n4, nodeCount]]) {
+    let sp = 0;
+    for (let node = from; node < to; node++) {
+      const cidr = nodeCidr[node];
+      while (sp > 0 && !isWithin(nodeCidr[stack[sp - 1]], cidr)) {
+        const top = stack[--sp];
+        for (let k = ruleStart[top]; k < ruleStart[top + 1]; k++) onPath[ruleList[k]]--;
       }
-      const parent = stack.length ? stack[stack.length - 1] : null;
-      node.parent = parent;
-      const added: number[] = [];
-      for (const r of node.rules) {
-        if (onPath[r] === 0) added.push(r);
-        onPath[r]++;
-      }
-      node.added = added;
-      stack.push(node);
-      if (added.length === 0) {
-        node.cls = parent!.cls;
-        node.h1 = parent!.h1;
-        node.h2 = parent!.h2;
-        continue;
-      }
-      let h1 = parent ? parent.h1 : 0;
-      let h2 = parent ? parent.h2 : 0;
-      for (const r of added) {
-        h1 ^= z1[r];
-        h2 ^= z2[r];
-      }
-      node.h1 = h1 >>>= 0;
-      node.h2 = h2 >>>= 0;
-      const size = (parent ? sizes[parent.cls] : 0) + added.length;
-      const bucket = h1 & 0x3fffffff;
-      const head = bucketHead.get(bucket);
-      let cls = -1;
-      for (let id = head ?? -1; id >= 0; id = nextInBucket[id]) {
-        if (
-          hashes1[id] === h1 && hashes2[id] === h2 && sizes[id] === size &&
-          sameSet(reps[id]!, node)
-        ) {
-          cls = id;
-          break;
+      const up = sp > 0 ? stack[sp - 1] : -1;
+      parent[node] = up;
+      stack[sp++] = node;
+      addedStart[node] = rulesLen;
+      let x1 = up >= 0 ? h1[up] : 0;
+      let x2 = up >= 0 ? h2[up] : 0;
+      for (let k = ruleStart[node]; k < ruleStart[node + 1]; k++) {
+        const r = ruleList[k];
+        if (onPath[r]++ === 0) {
+          rules[rulesLen++] = r;
+          x1 ^= z1[r];
+          x2 ^= z2[r];
         }
       }
-      if (cls < 0) {
-        cls = reps.length;
+      addedEnd[node] = rulesLen;
+      h1[node] = x1;
+      h2[node] = x2;
+      const added = rulesLen - addedStart[node];
+      if (added === 0) {
+        cls[node] = cls[up];
+        continue;
+      }
+      const size = (up >= 0 ? sizes[cls[up]] : 0) + added;
+      let slot = x1 & tableMask;
+      let id = table[slot];
+      for (; id !== 0; id = table[slot = (slot + 1) & tableMask]) {
+        if (
+          hashes1[id] === x1 && hashes2[id] === x2 && sizes[id] === size && sameSet(reps[id], node)
+        ) break;
+      }
+      if (id === 0) {
+        id = reps.length;
         reps.push(node);
         sizes.push(size);
-        hashes1.push(h1);
-        hashes2.push(h2);
-        nextInBucket.push(head ?? -1);
-        bucketHead.set(bucket, cls);
+        hashes1.push(x1);
+        hashes2.push(x2);
+        table[slot] = id;
       }
-      node.cls = cls;
+      cls[node] = id;
     }
-    while (stack.length) for (const r of stack.pop()!.rules) onPath[r]--;
-  };
+    while (sp > 0) {
+      const top = stack[--sp];
+      for (let k = ruleStart[top]; k < ruleStart[top + 1]; k++) onPath[ruleList[k]]--;
+    }
+  }
 
-  const v4 = nodesOf4(pairs4);
-  const v6 = nodesOf6(pairs6);
-  walk(v4);
-  walk(v6);
+  const entry = (node: number): ClassifiedCidr => ({
+    addr: nodeCidr[node].addr,
+    len: nodeCidr[node].len,
+    cls: cls[node],
+  });
+  const out4: ClassifiedCidr[] = new Array(n4);
+  for (let i = 0; i < n4; i++) out4[i] = entry(i);
+  const out6: ClassifiedCidr[] = new Array(nodeCount - n4);
+  for (let i = n4; i < nodeCount; i++) out6[i - n4] = entry(i);
 
   return {
-    v4,
-    v6,
+    v4: out4,
+    v6: out6,
     count: reps.length,
-    collectMembers(cls: number, out: number[][]): void {
-      for (let n = reps[cls]; n; n = n.parent) if (n.added.length) out.push(n.added);
+    rules,
+    memberRanges(c: number, out: number[]): void {
+      if (anyLen) out.push(0, anyLen);
+      for (let n = reps[c]; n >= 0; n = parent[n]) {
+        if (addedEnd[n] > addedStart[n]) out.push(addedStart[n], addedEnd[n]);
+      }
     },
   };
 }

@@ -141,7 +141,7 @@ Deno.test("listLinks and getLink see the host end of a veth, its peer and the pe
   });
 });
 
-/** operstate of a fresh veth may move from lowerlayerdown to up between two queries. */
+/** A fresh veth may go from lowerlayerdown to up (and gain IFF_RUNNING) between two queries. */
 function withoutOperState(link: Link): Omit<Link, "operState" | "flags"> {
   const { operState: _o, flags: _f, ...rest } = link;
   return rest;
