@@ -440,7 +440,11 @@ export class Datapath {
     for (const name of MAP_NAMES) this.maps[name].pin(`${dir}/${name}`);
   }
 
-  /** Releases the maps held by this process (programs that use them keep them alive). */
+  /**
+   * Releases the maps held by this process (programs that use them, and pins,
+   * keep them alive). The {@link maps} handles are invalid afterwards: their
+   * fd numbers may be reused by anything opened later.
+   */
   close(): void {
     this.#obj?.close();
     this.#obj = null;

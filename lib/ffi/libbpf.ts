@@ -228,6 +228,7 @@ export class BpfObject {
   #ptr: Deno.PointerObject | null;
   // libbpf reads the ELF (and stores the name pointer) until the object is closed.
   readonly #keepAlive: Uint8Array[];
+  #log: Uint8Array | null = null;
 
   private constructor(ptr: Deno.PointerObject, keepAlive: Uint8Array[]) {
     this.#ptr = ptr;
@@ -266,8 +267,6 @@ export class BpfObject {
     obj.#log = log;
     return obj;
   }
-
-  #log: Uint8Array | null = null;
 
   /** The kernel's log of the last program load, if `kernelLogLevel` was set. */
   kernelLog(): string {
@@ -351,7 +350,19 @@ export class BpfObject {
 
   /** bpf_object__load: creates (or reuses) the maps, loads the enabled programs. */
   load(): void {
-    call("bpf_object__load", (s) => s.bpf_object__load(this.#p));
+    try {
+      call("bpf_object__load", (s) => s.bpf_object__load(this.#p));
+    } catch (e) {
+      // With a log buffer of ours, libbpf does not print the verifier's log: add it.
+      const log = this.kernelLog();
+      if (!(e instanceof BpfError) || !log) throw e;
+      const lines = ["-- BEGIN PROG LOAD LOG --", ...log.replace(/\n$/, "").split("\n")];
+      throw new BpfError(e.op, e.errno, e.description, [
+        ...e.log,
+        ...lines,
+        "-- END PROG LOAD LOG --",
+      ]);
+    }
   }
 
   /** Closes the object: its programs and maps are released unless held elsewhere. */

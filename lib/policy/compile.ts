@@ -23,18 +23,18 @@ import {
   PROTO_TCP,
   PROTO_UDP,
 } from "../datapath/layout.ts";
-import { computeClasses, type CidrOfRule } from "./classes.ts";
+import {
+  type AddressClasses,
+  type ClassifiedCidr,
+  computeClasses,
+  type CidrsOfRules,
+} from "./classes.ts";
 import { firstCoverSegments, forEachPrefix, normalizeRanges, prefixCount } from "./intervals.ts";
 import { PROTO_CLASSES } from "./protocol.ts";
-import type { Action, Cidr, Direction, Policy, Rule } from "./types.ts";
+import type { Action, Direction, Policy, Rule } from "./types.ts";
 
-/** An `lpm_v4`/`lpm_v6` entry: peer CIDR → address class. */
-export interface AddrClassEntry {
-  /** Network bytes, host bits cleared (4 or 16 bytes). */
-  addr: Uint8Array;
-  len: number;
-  cls: number;
-}
+/** An `lpm_v4`/`lpm_v6` entry: peer CIDR (network bytes, host bits cleared) → address class. */
+export type AddrClassEntry = ClassifiedCidr;
 
 /** A `rule_hash` entry (hash mode). */
 export interface HashEntry {
@@ -168,19 +168,11 @@ function ndNamedBits(rules: readonly Rule[], dir: Direction): number {
   return bits;
 }
 
-/** L4 decisions of one (class, protocol class). */
-interface ClassProtoResult {
-  cls: number;
-  proto: number;
-  /** `[from, to, rule, ...]` exact L4 intervals. */
-  segments: number[];
-  /** The any-L4 fallback rule, or -1 (the default decides). */
-  fallback: number;
-}
-
 /** Compiles a policy for both directions. */
 export function compilePolicy(policy: Policy, opts: CompileOptions = {}): CompiledPolicy {
+  const ts = performance.now();
   const shapes = policy.rules.map(shapeOf);
+  console.log('shapes', (performance.now() - ts).toFixed(0));
   const dirs: [CompiledDirection, CompiledDirection] = [
     compileDirection(policy, shapes, "ingress", opts),
     compileDirection(policy, shapes, "egress", opts),
@@ -193,98 +185,44 @@ export function compilePolicy(policy: Policy, opts: CompileOptions = {}): Compil
   };
 }
 
-function hasCidrs(rule: Rule): boolean {
-  return !!rule.cidrs && rule.cidrs.length > 0;
-}
-
 function compileDirection(
   policy: Policy,
   shapes: readonly RuleShape[],
   dir: Direction,
   opts: CompileOptions,
 ): CompiledDirection {
-  (globalThis as any).TS = performance.now();
   const rules = policy.rules;
-  const pairs4: CidrOfRule[] = [];
-  const pairs6: CidrOfRule[] = [];
+  const v4: CidrsOfRules = { cidrs: [], rules: [] };
+  const v6: CidrsOfRules = { cidrs: [], rules: [] };
   const anyAddress: number[] = [];
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i];
     if (!appliesTo(rule, dir) || shapes[i].protos === 0) continue;
-    if (!hasCidrs(rule)) {
+    if (!rule.cidrs || rule.cidrs.length === 0) {
       anyAddress.push(i);
       continue;
     }
-    for (const cidr of rule.cidrs as Cidr[]) {
-      (cidr.family === 4 ? pairs4 : pairs6).push({ cidr, rule: i });
+    for (const cidr of rule.cidrs) {
+      const fam = cidr.family === 4 ? v4 : v6;
+      fam.cidrs.push(cidr);
+      fam.rules.push(i);
     }
   }
-  (globalThis as any).T0 = performance.now();
-  const classes = computeClasses(pairs4, pairs6, rules.length);
-  (globalThis as any).T1 = performance.now();
+  let T = performance.now(); const T0 = T;
+  const classes = computeClasses(v4, v6, anyAddress, rules.length);
+  const tc = performance.now() - T; T = performance.now();
+  const table = l4Decisions(classes, shapes);
+  const tl = performance.now() - T; T = performance.now();
 
-  // Per class, merge its rules with the any-address rules in rule order and
-  // feed them to the six protocol classes until each has its fallback.
-  const results: ClassProtoResult[] = [];
-  const fallback = [-1, -1, -1, -1, -1, -1];
-  const candidates: number[][] = [[], [], [], [], [], []];
-  const lists: number[][] = [];
-  const heads: number[] = [];
-  for (let cls = 0; cls < classes.count; cls++) {
-    lists.length = 0;
-    if (anyAddress.length) lists.push(anyAddress);
-    classes.collectMembers(cls, lists);
-    heads.length = 0;
-    for (let k = 0; k < lists.length; k++) heads.push(0);
-    let touched = 0;
-    let open = ALL_PROTOS;
-    while (open) {
-      let best = -1;
-      let bestRule = Infinity;
-      for (let k = 0; k < lists.length; k++) {
-        const list = lists[k];
-        if (heads[k] < list.length && list[heads[k]] < bestRule) {
-          bestRule = list[heads[k]];
-          best = k;
-        }
-      }
-      if (best < 0) break;
-      heads[best]++;
-      const shape = shapes[bestRule];
-      const protos = shape.protos & open;
-      if (!protos) continue;
-      touched |= protos;
-      const l4 = shape.l4;
-      for (let p = 0; p < 6; p++) {
-        if (!(protos & (1 << p))) continue;
-        if (l4 === null) {
-          fallback[p] = bestRule;
-          open &= ~(1 << p);
-        } else {
-          const c = candidates[p];
-          for (let j = 0; j < l4.length; j += 2) c.push(l4[j], l4[j + 1], bestRule);
-        }
-      }
-    }
-    for (let p = 0; touched; p++, touched >>= 1) {
-      if (!(touched & 1)) continue;
-      const c = candidates[p];
-      const segments = c.length ? firstCoverSegments(c) : [];
-      results.push({ cls, proto: PROTO_BY_INDEX[p], segments, fallback: fallback[p] });
-      c.length = 0;
-      fallback[p] = -1;
-    }
-  }
-
-  (globalThis as any).T2 = performance.now();
   let hashCount = 0;
   let lpmCount = 0;
-  for (const r of results) {
-    for (let j = 0; j < r.segments.length; j += 3) {
-      hashCount += r.segments[j + 1] - r.segments[j] + 1;
-      lpmCount += prefixCount(r.segments[j], r.segments[j + 1], 1);
+  const { segs } = table;
+  for (let r = 0; r < table.cls.length; r++) {
+    for (let j = table.segStart[r]; j < table.segStart[r + 1]; j += 3) {
+      hashCount += segs[j + 1] - segs[j] + 1;
+      lpmCount += prefixCount(segs[j], segs[j + 1], 1);
     }
-    if (r.fallback >= 0) {
+    if (table.fallback[r] >= 0) {
       hashCount++;
       lpmCount++;
     }
@@ -296,50 +234,119 @@ function compileDirection(
   const lpm: PortLpmEntry[] = [];
   let exactProtos = 0;
   let anyProtos = 0;
-  for (const { cls, proto, segments, fallback: fb } of results) {
-    for (let j = 0; j < segments.length; j += 3) {
-      const rule = segments[j + 2];
+  for (let r = 0; r < table.cls.length; r++) {
+    const cls = table.cls[r];
+    const proto = table.proto[r];
+    const bit = 1 << PROTO_INDEX[proto];
+    for (let j = table.segStart[r]; j < table.segStart[r + 1]; j += 3) {
+      const rule = segs[j + 2];
       if (mode === "hash") {
-        for (let l4 = segments[j]; l4 <= segments[j + 1]; l4++) {
+        for (let l4 = segs[j]; l4 <= segs[j + 1]; l4++) {
           hash.push({ proto, cls, l4, kind: KIND_EXACT, rule });
         }
-        exactProtos |= 1 << PROTO_INDEX[proto];
+        exactProtos |= bit;
       } else {
         // Never a 0-length prefix here: that key is the fallback's, and it
         // would match packets without an L4 key.
-        forEachPrefix(segments[j], segments[j + 1], 1, (l4, l4len) => {
+        forEachPrefix(segs[j], segs[j + 1], 1, (l4, l4len) => {
           lpm.push({ proto, cls, l4, l4len, rule });
         });
       }
     }
-    if (fb >= 0) {
-      if (mode === "hash") {
-        hash.push({ proto, cls, l4: 0, kind: KIND_ANY, rule: fb });
-        anyProtos |= 1 << PROTO_INDEX[proto];
-      } else {
-        lpm.push({ proto, cls, l4: 0, l4len: 0, rule: fb });
-      }
+    const fb = table.fallback[r];
+    if (fb < 0) continue;
+    if (mode === "hash") {
+      hash.push({ proto, cls, l4: 0, kind: KIND_ANY, rule: fb });
+      anyProtos |= bit;
+    } else {
+      lpm.push({ proto, cls, l4: 0, l4len: 0, rule: fb });
     }
   }
 
-  (globalThis as any).T3 = performance.now();
-  const v4 = classes.v4.map((n) => ({ addr: n.cidr.addr, len: n.cidr.len, cls: n.cls }));
-  const v6 = classes.v6.map((n) => ({ addr: n.cidr.addr, len: n.cidr.len, cls: n.cls }));
+  console.log('classes', tc.toFixed(0), 'l4', tl.toFixed(0), 'mat', (performance.now() - T).toFixed(0), 'all', (performance.now()-T0).toFixed(0));
   let flags = 0;
-  if (v4.length) flags |= PF_CIDR4;
-  if (v6.length) flags |= PF_CIDR6;
+  if (classes.v4.length) flags |= PF_CIDR4;
+  if (classes.v6.length) flags |= PF_CIDR6;
   if (mode === "lpm") flags |= PF_LPM_PORTS;
-  const g = globalThis as any; console.log('classes', (g.T1-g.T0).toFixed(0), 'perclass', (g.T2-g.T1).toFixed(0), 'materialize', (g.T3-g.T2).toFixed(0), 'prep', (g.T0 - g.TS).toFixed(0));
   return {
     mode,
     flags,
     ndNamed: ndNamedBits(rules, dir),
     exactProtos,
     anyProtos,
-    v4,
-    v6,
+    v4: classes.v4,
+    v6: classes.v6,
     hash,
     lpm,
     classes: classes.count,
   };
+}
+
+/** L4 decisions per (class, protocol class), flat: row r has segments `segs[segStart[r], segStart[r+1])`. */
+interface L4Table {
+  cls: number[];
+  proto: number[];
+  /** The any-L4 fallback rule of the row, or -1 (the default decides). */
+  fallback: number[];
+  segStart: number[];
+  /** `[from, to, rule, ...]` exact L4 intervals. */
+  segs: number[];
+}
+
+/**
+ * For each class, merges its candidate rules in rule order and feeds them to
+ * the six protocol classes until each has its fallback; then resolves the L4
+ * intervals of the candidates before the fallback.
+ */
+function l4Decisions(classes: AddressClasses, shapes: readonly RuleShape[]): L4Table {
+  const table: L4Table = { cls: [], proto: [], fallback: [], segStart: [0], segs: [] };
+  const buf = classes.rules;
+  const fallback = [-1, -1, -1, -1, -1, -1];
+  const candidates: number[][] = [[], [], [], [], [], []];
+  const ranges: number[] = [];
+  for (let cls = 0; cls < classes.count; cls++) {
+    ranges.length = 0;
+    classes.memberRanges(cls, ranges);
+    let touched = 0;
+    let open = ALL_PROTOS;
+    while (open) {
+      // k-way merge: ranges[2k] is the head of list k, ranges[2k+1] its end.
+      let best = -1;
+      let rule = 0x7fffffff;
+      for (let k = 0; k < ranges.length; k += 2) {
+        if (ranges[k] < ranges[k + 1] && buf[ranges[k]] < rule) {
+          rule = buf[ranges[k]];
+          best = k;
+        }
+      }
+      if (best < 0) break;
+      ranges[best]++;
+      const shape = shapes[rule];
+      const protos = shape.protos & open;
+      if (!protos) continue;
+      touched |= protos;
+      const l4 = shape.l4;
+      for (let p = 0; p < 6; p++) {
+        if (!(protos & (1 << p))) continue;
+        if (l4 === null) {
+          fallback[p] = rule;
+          open &= ~(1 << p);
+        } else {
+          const c = candidates[p];
+          for (let j = 0; j < l4.length; j += 2) c.push(l4[j], l4[j + 1], rule);
+        }
+      }
+    }
+    for (let p = 0; touched; p++, touched >>= 1) {
+      if (!(touched & 1)) continue;
+      if (candidates[p].length) firstCoverSegments(candidates[p], table.segs);
+      table.cls.push(cls);
+      table.proto.push(PROTO_BY_INDEX[p]);
+      table.fallback.push(fallback[p]);
+      table.segStart.push(table.segs.length);
+      candidates[p].length = 0;
+      fallback[p] = -1;
+    }
+  }
+  return table;
 }

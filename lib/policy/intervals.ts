@@ -78,23 +78,29 @@ function heapPop(h: number[]): void {
  * rule number. Adjacent intervals of the same rule are merged.
  *
  * @param flat `[from, to, rule, ...]`; intervals of one rule must not overlap.
- * @returns `[from, to, rule, ...]`, sorted, disjoint; uncovered keys absent.
+ * @param out Where to append the result; default a new array.
+ * @returns `out` with `[from, to, rule, ...]` appended: sorted, disjoint;
+ *   uncovered keys absent.
  */
-export function firstCoverSegments(flat: readonly number[]): number[] {
+export function firstCoverSegments(flat: readonly number[], out: number[] = []): number[] {
   const count = flat.length / 3;
-  if (count === 0) return [];
+  if (count === 0) return out;
+  if (count === 1) {
+    out.push(flat[0], flat[1], flat[2]);
+    return out;
+  }
   let singleRule = true;
   for (let i = 3; i < flat.length && singleRule; i += 3) singleRule = flat[i + 2] === flat[2];
   if (singleRule) {
-    const out = flat.slice();
-    return count === 1 ? out : mergeSorted(sortTriples(out));
+    out.push(...mergeSorted(sortTriples(flat.slice())));
+    return out;
   }
+  const base = out.length;
   // Boundary points: every start and every end + 1.
   const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => flat[3 * a] - flat[3 * b]);
   const points: number[] = [];
   for (let i = 0; i < count; i++) points.push(flat[3 * i], flat[3 * i + 1] + 1);
   points.sort((a, b) => a - b);
-  const out: number[] = [];
   const heap: number[] = [];
   let next = 0;
   for (let pi = 0; pi < points.length; pi++) {
@@ -116,7 +122,7 @@ export function firstCoverSegments(flat: readonly number[]): number[] {
     }
     const rule = Math.floor(heap[0] / END_SPAN);
     const n = out.length;
-    if (n && out[n - 1] === rule && out[n - 2] + 1 === at) {
+    if (n > base && out[n - 1] === rule && out[n - 2] + 1 === at) {
       out[n - 2] = until;
     } else {
       out.push(at, until, rule);

@@ -494,6 +494,34 @@ Deno.test("errors: BpfError carries errno, libbpf's message and log", async () =
   } finally {
     dp.close();
   }
+  // The same with a kernel log buffer of our own (libbpf then leaves the log to us).
+  const obj = BpfObject.openMem(broken, { kernelLogLevel: 1 });
+  try {
+    assert.throws(() => obj.load(), (e: unknown) => {
+      return e instanceof BpfError && /invalid access to packet/.test(e.verifierLog);
+    });
+    assert.match(obj.kernelLog(), /invalid access to packet/);
+  } finally {
+    obj.close();
+  }
+});
+
+Deno.test("load: kernel log statistics of the real program", () => {
+  const obj = BpfObject.openMem(
+    Deno.readFileSync(new URL("../../bpf/tinyfw.bpf.o", import.meta.url)),
+    {
+      kernelLogLevel: 4,
+    },
+  );
+  try {
+    assert.equal(obj.findProgram("tinyfw_xdp")?.name, "tinyfw_xdp");
+    obj.load();
+    const log = obj.kernelLog();
+    assert.match(log, /processed \d+ insns/);
+    console.log(log.trim().split("\n").join("; "));
+  } finally {
+    obj.close();
+  }
 });
 
 // ---------------------------------------------------------------------------

@@ -56,7 +56,7 @@ async function udpExchange(host: string, port: number, timeoutMs: number): Promi
 }
 
 async function withTimeout(p: Promise<boolean>, ms: number): Promise<boolean> {
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<boolean>((resolve) => {
     timer = setTimeout(() => resolve(false), ms);
   });

@@ -1,0 +1,92 @@
+/**
+ * The agent as a user starts it (`deno task start ARGS`, i.e. `deno run
+ * --allow-all main.ts ARGS`), optionally inside a test's network namespace,
+ * with its log captured so tests can wait for lines and show it on failure.
+ */
+import type { Netns } from "./netns.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** A running agent process. */
+export class AgentProcess {
+  readonly child: Deno.ChildProcess;
+  /** Everything it wrote to stderr so far. */
+  log = "";
+  readonly #exited: Promise<Deno.CommandStatus>;
+  #waiters: { re: RegExp; resolve: () => void }[] = [];
+
+  private constructor(child: Deno.ChildProcess) {
+    this.child = child;
+    this.#exited = child.status;
+    this.#pump(child.stderr);
+    child.stdout.pipeTo(new WritableStream({ write: (c) => this.#append(c) })).catch(() => {});
+  }
+
+  /** Starts `main.ts ARGS` (inside `ns` when given). */
+  static start(args: readonly string[], ns?: Netns): AgentProcess {
+    const argv = [Deno.execPath(), "run", "--allow-all", "--quiet", `${ROOT}main.ts`, ...args];
+    const cmd = ns ? ["nsenter", `--net=${ns.path}`, ...argv] : argv;
+    const child = new Deno.Command(cmd[0], {
+      args: cmd.slice(1),
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    return new AgentProcess(child);
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+    try {
+      for await (const chunk of stream) this.#append(chunk);
+    } catch {
+      // the process went away
+    }
+  }
+
+  #append(chunk: Uint8Array): void {
+    this.log += new TextDecoder().decode(chunk);
+    this.#waiters = this.#waiters.filter((w) => {
+      if (!w.re.test(this.log)) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  /** Resolves when the log matches `re`; rejects on exit or after `timeoutMs`. */
+  async waitFor(re: RegExp, timeoutMs = 20_000): Promise<void> {
+    if (re.test(this.log)) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        new Promise<void>((resolve) => this.#waiters.push({ re, resolve })),
+        this.#exited.then((s) => {
+          throw new Error(`agent exited (${s.code}) before logging ${re}:\n${this.log}`);
+        }),
+        new Promise<void>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`agent did not log ${re} in ${timeoutMs} ms:\n${this.log}`)),
+            timeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends `signal` and waits for the exit code. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<number> {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // already exited
+    }
+    return (await this.#exited).code;
+  }
+
+  /** The exit code, once it exits by itself. */
+  async exitCode(): Promise<number> {
+    return (await this.#exited).code;
+  }
+}
