@@ -145,11 +145,8 @@ export function computeClasses(
   anyAddress: readonly number[],
   ruleCount: number,
 ): AddressClasses {
-  let T = performance.now();
   const d4 = distinct4(v4.cidrs);
-  const ta = performance.now() - T; T = performance.now();
   const d6 = distinct6(v6.cidrs);
-  const tb = performance.now() - T; T = performance.now();
   const n4 = d4.nodes.length;
   const nodeCount = n4 + d6.nodes.length;
   const nodeCidr = [...d4.nodes, ...d6.nodes];
@@ -179,7 +176,6 @@ export function computeClasses(
     }
   }
 
-  const tcsr = performance.now() - T; T = performance.now();
   // Per-rule random words for the set hashes.
   const rand = mulberry32(0x7f1f);
   const z1 = new Int32Array(ruleCount);
@@ -278,8 +274,6 @@ export function computeClasses(
     }
   }
 
-  const tw = performance.now() - T; T = performance.now();
-  console.log('d4', ta.toFixed(0), 'd6', tb.toFixed(0), 'csr', tcsr.toFixed(0), 'walk', tw.toFixed(0));
   const entry = (node: number): ClassifiedCidr => ({
     addr: nodeCidr[node].addr,
     len: nodeCidr[node].len,

@@ -170,9 +170,7 @@ function ndNamedBits(rules: readonly Rule[], dir: Direction): number {
 
 /** Compiles a policy for both directions. */
 export function compilePolicy(policy: Policy, opts: CompileOptions = {}): CompiledPolicy {
-  const ts = performance.now();
   const shapes = policy.rules.map(shapeOf);
-  console.log('shapes', (performance.now() - ts).toFixed(0));
   const dirs: [CompiledDirection, CompiledDirection] = [
     compileDirection(policy, shapes, "ingress", opts),
     compileDirection(policy, shapes, "egress", opts),
@@ -208,11 +206,8 @@ function compileDirection(
       fam.rules.push(i);
     }
   }
-  let T = performance.now(); const T0 = T;
   const classes = computeClasses(v4, v6, anyAddress, rules.length);
-  const tc = performance.now() - T; T = performance.now();
   const table = l4Decisions(classes, shapes);
-  const tl = performance.now() - T; T = performance.now();
 
   let hashCount = 0;
   let lpmCount = 0;
@@ -263,7 +258,6 @@ function compileDirection(
     }
   }
 
-  console.log('classes', tc.toFixed(0), 'l4', tl.toFixed(0), 'mat', (performance.now() - T).toFixed(0), 'all', (performance.now()-T0).toFixed(0));
   let flags = 0;
   if (classes.v4.length) flags |= PF_CIDR4;
   if (classes.v6.length) flags |= PF_CIDR6;
@@ -309,18 +303,24 @@ function l4Decisions(classes: AddressClasses, shapes: readonly RuleShape[]): L4T
     classes.memberRanges(cls, ranges);
     let touched = 0;
     let open = ALL_PROTOS;
+    const single = ranges.length === 2;
     while (open) {
       // k-way merge: ranges[2k] is the head of list k, ranges[2k+1] its end.
-      let best = -1;
       let rule = 0x7fffffff;
-      for (let k = 0; k < ranges.length; k += 2) {
-        if (ranges[k] < ranges[k + 1] && buf[ranges[k]] < rule) {
-          rule = buf[ranges[k]];
-          best = k;
+      if (single) {
+        if (ranges[0] >= ranges[1]) break;
+        rule = buf[ranges[0]++];
+      } else {
+        let best = -1;
+        for (let k = 0; k < ranges.length; k += 2) {
+          if (ranges[k] < ranges[k + 1] && buf[ranges[k]] < rule) {
+            rule = buf[ranges[k]];
+            best = k;
+          }
         }
+        if (best < 0) break;
+        ranges[best]++;
       }
-      if (best < 0) break;
-      ranges[best]++;
       const shape = shapes[rule];
       const protos = shape.protos & open;
       if (!protos) continue;
