@@ -69,6 +69,29 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LPM_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tfw_addr4_key);
+	__type(value, struct tfw_class);
+} addr4_hash SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_LPM_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tfw_addr6_key);
+	__type(value, struct tfw_class);
+} addr6_hash SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FAST_TABLES * FAST_TABLE_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+} fast_l4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_RULE_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct tfw_rule_key);
@@ -97,14 +120,15 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* What the parser extracted from a frame. */
+/* What the parser extracted from a frame (no pointers: it crosses function boundaries). */
 struct packet {
-	void *saddr;      /* 4 or 16 bytes inside the frame */
-	void *daddr;
+	__u8 saddr[16];   /* IPv4: the first 4 bytes */
+	__u8 daddr[16];
 	__u8 family;      /* 4 or 6 */
 	__u8 proto;       /* raw IP protocol number */
 	__u8 later_frag;  /* a fragment other than the first: no L4 header */
 	__u8 has_l4;      /* l4 holds a destination port or ICMP type << 8 | code */
+	__u32 bytes;      /* frame length, for the byte counters */
 	__u16 l4;
 };
 
@@ -118,21 +142,31 @@ static __always_inline void stat_inc(__u32 idx)
 		*v += 1;
 }
 
-/* Reads the L4 key at l4 for protocols that have one (DATAPATH.md §1.6). */
-static __always_inline enum parse_result parse_l4(struct packet *pkt, __u8 *l4, void *end)
-{
-	__u32 need;
+/*
+ * The parser is three global functions: each is verified once, for any
+ * arguments, instead of once per path that reaches it. Offsets are from the
+ * start of the frame; headers are looked for within its first 16 KiB.
+ */
+#define PKT_OFF_MAX 0x3fff
 
+/* Reads the L4 key at `off` for protocols that have one (DATAPATH.md §1.6). */
+static __always_inline int tfw_parse_l4(struct xdp_md *ctx, __u32 off, struct packet *pkt)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 need;
+	__u8 *l4;
+
+	if (!pkt)
+		return PARSE_MALFORMED;
 	switch (pkt->proto) {
 	case PROTO_TCP:
 		need = 20;
 		break;
-	case PROTO_UDP:
-		need = 8;
-		break;
 	case PROTO_SCTP:
 		need = 12;
 		break;
+	case PROTO_UDP:
 	case PROTO_ICMP:
 	case PROTO_ICMPV6:
 		need = 8;
@@ -140,7 +174,10 @@ static __always_inline enum parse_result parse_l4(struct packet *pkt, __u8 *l4, 
 	default:
 		return PARSE_IP;
 	}
-	if ((void *)(l4 + need) > end)
+	if (off > PKT_OFF_MAX)
+		return PARSE_MALFORMED;
+	l4 = data + off;
+	if ((void *)(l4 + need) > end || (void *)(l4 + 4) > end)
 		return PARSE_MALFORMED;
 	if (pkt->proto == PROTO_ICMP || pkt->proto == PROTO_ICMPV6)
 		pkt->l4 = ((__u16)l4[0] << 8) | l4[1];
@@ -150,83 +187,113 @@ static __always_inline enum parse_result parse_l4(struct packet *pkt, __u8 *l4, 
 	return PARSE_IP;
 }
 
-static __always_inline enum parse_result parse_ipv4(struct packet *pkt, __u8 *p, void *end)
-{
-	__u32 ihl;
-
-	if ((void *)(p + 20) > end)
-		return PARSE_MALFORMED;
-	if ((p[0] >> 4) != 4)
-		return PARSE_MALFORMED;
-	ihl = (p[0] & 0x0f) * 4;
-	if (ihl < 20 || (void *)(p + ihl) > end)
-		return PARSE_MALFORMED;
-	pkt->family = 4;
-	pkt->proto = p[9];
-	pkt->saddr = p + 12;
-	pkt->daddr = p + 16;
-	pkt->later_frag = ((((__u16)p[6] << 8) | p[7]) & 0x1fff) != 0;
-	if (pkt->later_frag)
-		return PARSE_IP;
-	return parse_l4(pkt, p + ihl, end);
-}
-
-static __always_inline int is_ipv6_ext(__u8 nh)
+static __always_inline int is_ipv6_ext(__u32 nh)
 {
 	return nh == IPV6_HOPOPTS || nh == IPV6_ROUTING || nh == IPV6_FRAGMENT ||
 	       nh == IPV6_AUTH || nh == IPV6_DSTOPTS;
 }
 
-static __always_inline enum parse_result parse_ipv6(struct packet *pkt, __u8 *p, void *end)
-{
-	__u8 nh;
-	int i;
+/* One IPv6 extension header, of type `nh`, at `off`. */
+struct ext_step {
+	__u8 next;       /* its next-header field */
+	__u8 later_frag; /* a fragment header with a non-zero offset */
+};
 
-	if ((void *)(p + 40) > end)
+/* Reads the extension header at `off`; returns the offset after it, or -1 if truncated. */
+__noinline int tfw_ipv6_ext(struct xdp_md *ctx, __u32 off, __u32 nh, struct ext_step *step)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 len;
+	__u8 *p;
+
+	if (!step || off > PKT_OFF_MAX)
+		return -1;
+	p = data + off;
+	if ((void *)(p + 8) > end)
+		return -1;
+	step->next = p[0];
+	step->later_frag = 0;
+	if (nh == IPV6_FRAGMENT) {
+		step->later_frag = ((((__u16)p[2] << 8) | p[3]) >> 3) != 0;
+		return off + 8;
+	}
+	len = nh == IPV6_AUTH ? ((__u32)p[1] + 2) * 4 : ((__u32)p[1] + 1) * 8;
+	if ((void *)(p + len) > end)
+		return -1;
+	return off + len;
+}
+
+static __always_inline int parse_ipv4(struct xdp_md *ctx, struct packet *pkt, __u8 *ip,
+				      __u32 l3off, void *end)
+{
+	__u32 ihl;
+
+	if ((void *)(ip + 20) > end)
 		return PARSE_MALFORMED;
-	if ((p[0] >> 4) != 6)
+	if ((ip[0] >> 4) != 4)
+		return PARSE_MALFORMED;
+	ihl = (ip[0] & 0x0f) * 4;
+	if (ihl < 20 || (void *)(ip + ihl) > end)
+		return PARSE_MALFORMED;
+	pkt->family = 4;
+	pkt->proto = ip[9];
+	__builtin_memcpy(pkt->saddr, ip + 12, 4);
+	__builtin_memcpy(pkt->daddr, ip + 16, 4);
+	pkt->later_frag = ((((__u16)ip[6] << 8) | ip[7]) & 0x1fff) != 0;
+	if (pkt->later_frag)
+		return PARSE_IP;
+	return tfw_parse_l4(ctx, l3off + ihl, pkt);
+}
+
+static __always_inline int parse_ipv6(struct xdp_md *ctx, struct packet *pkt, __u8 *ip6,
+				      __u32 l3off, void *end)
+{
+	struct ext_step step = {};
+	__u32 nh, off;
+	int i, next;
+
+	if ((void *)(ip6 + 40) > end)
+		return PARSE_MALFORMED;
+	if ((ip6[0] >> 4) != 6)
 		return PARSE_MALFORMED;
 	pkt->family = 6;
-	pkt->saddr = p + 8;
-	pkt->daddr = p + 24;
-	nh = p[6];
-	p += 40;
+	__builtin_memcpy(pkt->saddr, ip6 + 8, 16);
+	__builtin_memcpy(pkt->daddr, ip6 + 24, 16);
+	nh = ip6[6];
+	off = l3off + 40;
 
-#pragma unroll
-	for (i = 0; i < MAX_IPV6_EXT; i++) {
-		if (!is_ipv6_ext(nh))
-			break;
-		if ((void *)(p + 8) > end)
+	for (i = 0; i < MAX_IPV6_EXT && is_ipv6_ext(nh); i++) {
+		next = tfw_ipv6_ext(ctx, off, nh, &step);
+		if (next < 0)
 			return PARSE_MALFORMED;
-		if (nh == IPV6_FRAGMENT) {
-			nh = p[0];
-			if (((((__u16)p[2] << 8) | p[3]) >> 3) != 0) {
-				pkt->later_frag = 1;
-				pkt->proto = nh;
-				return PARSE_IP;
-			}
-			p += 8;
-			continue;
+		if (step.later_frag) {
+			pkt->later_frag = 1;
+			pkt->proto = step.next;
+			return PARSE_IP;
 		}
-		__u32 len = nh == IPV6_AUTH ? ((__u32)p[1] + 2) * 4 : ((__u32)p[1] + 1) * 8;
-
-		nh = p[0];
-		if ((void *)(p + len) > end)
-			return PARSE_MALFORMED;
-		p += len;
+		off = next;
+		nh = step.next;
 	}
 	if (is_ipv6_ext(nh))
 		return PARSE_MALFORMED;
 	pkt->proto = nh;
-	return parse_l4(pkt, p, end);
+	return tfw_parse_l4(ctx, off, pkt);
 }
 
-static __always_inline enum parse_result parse(struct packet *pkt, void *data, void *end)
+/* Parses a frame into `pkt` (DATAPATH.md §1): PARSE_IP, PARSE_NONIP or PARSE_MALFORMED. */
+static __always_inline int tfw_parse(struct xdp_md *ctx, struct packet *pkt)
 {
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
 	__u8 *p = data;
+	__u32 l3off = ETH_HLEN;
 	__u16 ethertype;
 	int i;
 
+	if (!pkt)
+		return PARSE_MALFORMED;
+	pkt->bytes = end - data;
 	if ((void *)(p + ETH_HLEN) > end)
 		return PARSE_MALFORMED;
 	ethertype = ((__u16)p[12] << 8) | p[13];
@@ -240,11 +307,12 @@ static __always_inline enum parse_result parse(struct packet *pkt, void *data, v
 			return PARSE_MALFORMED;
 		ethertype = ((__u16)p[2] << 8) | p[3];
 		p += 4;
+		l3off += 4;
 	}
 	if (ethertype == ETH_P_IP)
-		return parse_ipv4(pkt, p, end);
+		return parse_ipv4(ctx, pkt, p, l3off, end);
 	if (ethertype == ETH_P_IPV6)
-		return parse_ipv6(pkt, p, end);
+		return parse_ipv6(ctx, pkt, p, l3off, end);
 	return PARSE_NONIP;
 }
 
@@ -262,59 +330,161 @@ static __always_inline __u8 proto_class(__u8 proto)
 	}
 }
 
-static __always_inline __u8 proto_bit(__u8 cls)
+static __always_inline __u8 proto_index(__u8 cls)
 {
 	switch (cls) {
 	case PROTO_TCP:
-		return 1 << PIDX_TCP;
+		return PIDX_TCP;
 	case PROTO_UDP:
-		return 1 << PIDX_UDP;
+		return PIDX_UDP;
 	case PROTO_SCTP:
-		return 1 << PIDX_SCTP;
+		return PIDX_SCTP;
 	case PROTO_ICMP:
-		return 1 << PIDX_ICMP;
+		return PIDX_ICMP;
 	case PROTO_ICMPV6:
-		return 1 << PIDX_ICMPV6;
+		return PIDX_ICMPV6;
 	default:
-		return 1 << PIDX_OTHER;
+		return PIDX_OTHER;
 	}
 }
 
-/* The peer's address class (DATAPATH.md §3 step 2). */
-static __always_inline __u32 classify(struct packet *pkt, __u32 slot, __u32 dir, __u8 flags)
-{
-	void *peer = dir == DIR_INGRESS ? pkt->saddr : pkt->daddr;
-	struct tfw_class *c = NULL;
+/*
+ * mask_at[t + 96]: the network-byte-order mask of a 32-bit word of which the
+ * first t bits belong to the prefix (t <= 0: none, t >= 32: all). Word w of a
+ * /len mask is mask_at[len + 96 - 32 * w]: a table, so no branches to verify.
+ */
+#define M(n) [96 + n] = __builtin_bswap32((__u32)(0xffffffffull << (32 - n)))
+static const __u32 mask_at[225] = {
+	[0 ... 96] = 0,
+	M(1), M(2), M(3), M(4), M(5), M(6), M(7), M(8), M(9), M(10), M(11), M(12), M(13),
+	M(14), M(15), M(16), M(17), M(18), M(19), M(20), M(21), M(22), M(23), M(24), M(25),
+	M(26), M(27), M(28), M(29), M(30), M(31),
+	[128 ... 224] = 0xffffffff,
+};
+#undef M
 
+static __always_inline __u32 word_mask(__u32 len, __u32 w)
+{
+	return mask_at[(len + 96 - 32 * w) & 0xff];
+}
+
+/*
+ * The peer's address class (DATAPATH.md §3 step 2): by hash, one lookup per
+ * CIDR length the policy uses (longest first), or by the LPM trie. Global:
+ * verified once on its own.
+ */
+__noinline __u32 tfw_classify(struct packet *pkt, struct tfw_policy *pol, __u32 slot, __u32 dir)
+{
+	__u8 *peer, flags;
+	__u32 i;
+
+	if (!pkt || !pol)
+		return 0;
+	dir &= 1;
+	flags = pol->flags[dir];
+	peer = dir == DIR_INGRESS ? pkt->saddr : pkt->daddr;
+
+	if (pkt->family == 4 && (flags & PF_CIDR4) && (flags & PF_ADDR4_HASH)) {
+		struct tfw_addr4_key k = { .slot = slot, .dir = dir };
+		__u32 addr;
+
+		__builtin_memcpy(&addr, peer, 4);
+		for (i = 0; i < ADDR_HASH_MAX_LENS; i++) {
+			__u32 len = pol->addr_lens4[(dir * ADDR_HASH_MAX_LENS + i) & 7];
+			__u32 masked;
+			struct tfw_class *c;
+
+			if (len > 32)
+				break;
+			masked = addr & word_mask(len, 0);
+			k.len = len;
+			__builtin_memcpy(k.addr, &masked, 4);
+			c = bpf_map_lookup_elem(&addr4_hash, &k);
+			if (c)
+				return c->cls;
+		}
+		return 0;
+	}
+	if (pkt->family == 6 && (flags & PF_CIDR6) && (flags & PF_ADDR6_HASH)) {
+		struct tfw_addr6_key k = { .slot = slot, .dir = dir };
+		__u32 addr[4];
+
+		__builtin_memcpy(addr, peer, 16);
+		for (i = 0; i < ADDR_HASH_MAX_LENS; i++) {
+			__u32 len = pol->addr_lens6[(dir * ADDR_HASH_MAX_LENS + i) & 7];
+			__u32 w[4];
+			struct tfw_class *c;
+
+			if (len > 128)
+				break;
+			w[0] = addr[0] & word_mask(len, 0);
+			w[1] = addr[1] & word_mask(len, 1);
+			w[2] = addr[2] & word_mask(len, 2);
+			w[3] = addr[3] & word_mask(len, 3);
+			k.len = len;
+			__builtin_memcpy(k.addr, w, 16);
+			c = bpf_map_lookup_elem(&addr6_hash, &k);
+			if (c)
+				return c->cls;
+		}
+		return 0;
+	}
 	if (pkt->family == 4 && (flags & PF_CIDR4)) {
 		struct tfw_lpm_v4_key k = {
 			.prefixlen = ADDR_KEY_HEAD_BITS + 32,
 			.slot = bpf_htons(slot),
 			.dir = dir,
 		};
+		struct tfw_class *c;
 
 		__builtin_memcpy(k.addr, peer, 4);
 		c = bpf_map_lookup_elem(&lpm_v4, &k);
-	} else if (pkt->family == 6 && (flags & PF_CIDR6)) {
+		return c ? c->cls : 0;
+	}
+	if (pkt->family == 6 && (flags & PF_CIDR6)) {
 		struct tfw_lpm_v6_key k = {
 			.prefixlen = ADDR_KEY_HEAD_BITS + 128,
 			.slot = bpf_htons(slot),
 			.dir = dir,
 		};
+		struct tfw_class *c;
 
 		__builtin_memcpy(k.addr, peer, 16);
 		c = bpf_map_lookup_elem(&lpm_v6, &k);
+		return c ? c->cls : 0;
 	}
-	return c ? c->cls : 0;
+	return 0;
 }
 
-/* The rule (or nothing: the default) for this packet (DATAPATH.md §3 steps 3-4). */
-static __always_inline struct tfw_verdict *find_verdict(struct packet *pkt, struct tfw_policy *pol,
-							__u32 slot, __u32 dir)
+/* A decision found in the maps: counter and action, or found = 0 (the default decides). */
+struct decision {
+	__u32 found;
+	__u32 counter;
+	__u32 action;
+};
+
+static __always_inline struct decision from_verdict(struct tfw_verdict *v)
+{
+	struct decision d = {};
+
+	if (v) {
+		d.found = 1;
+		d.counter = v->counter;
+		d.action = v->action;
+	}
+	return d;
+}
+
+/* The rule for this packet, if any (DATAPATH.md §3 steps 3-4). */
+static __always_inline struct decision find_rule(struct packet *pkt, struct tfw_policy *pol,
+						 __u32 slot, __u32 dir)
 {
 	__u8 flags = pol->flags[dir];
 	__u8 cls = proto_class(pkt->proto);
-	__u32 addr_cls = classify(pkt, slot, dir, flags);
+	/* Only policies with CIDRs for this family pay for classification. */
+	__u8 need = pkt->family == 4 ? PF_CIDR4 : PF_CIDR6;
+	__u32 addr_cls = flags & need ? tfw_classify(pkt, pol, slot, dir) : 0;
+	struct decision none = {};
 
 	if (flags & PF_LPM_PORTS) {
 		struct tfw_port_key k = {
@@ -326,10 +496,11 @@ static __always_inline struct tfw_verdict *find_verdict(struct packet *pkt, stru
 			.l4 = pkt->has_l4 ? bpf_htons(pkt->l4) : 0,
 		};
 
-		return bpf_map_lookup_elem(&port_lpm, &k);
+		return from_verdict(bpf_map_lookup_elem(&port_lpm, &k));
 	}
 
-	__u8 bit = proto_bit(cls);
+	__u8 idx = proto_index(cls);
+	__u8 bit = 1 << idx;
 	struct tfw_rule_key k = {
 		.slot = slot,
 		.dir = dir,
@@ -337,20 +508,36 @@ static __always_inline struct tfw_verdict *find_verdict(struct packet *pkt, stru
 		.cls = addr_cls,
 	};
 	struct tfw_verdict *v;
+	__u32 ti = dir * 6 + idx, table;
 
-	if (pkt->has_l4 && (pol->exact_protos[dir] & bit)) {
+	asm volatile("" : "+r"(ti)); /* keep the bound check below for the verifier */
+	if (ti >= sizeof(pol->fast_table))
+		return none;
+	table = pol->fast_table[ti];
+
+	if (pkt->has_l4 && addr_cls == 0 && table) {
+		/* Class 0's exact entries live in an array: no hashing. */
+		__u32 at = ((table - 1) % FAST_TABLES) * FAST_TABLE_SIZE + pkt->l4;
+		__u32 *e = bpf_map_lookup_elem(&fast_l4, &at);
+
+		if (e && *e != FAST_NONE) {
+			struct decision d = { 1, (*e >> 1) - 1, *e & 1 };
+
+			return d;
+		}
+	} else if (pkt->has_l4 && (pol->exact_protos[dir] & bit)) {
 		k.l4 = pkt->l4;
 		k.kind = KIND_EXACT;
 		v = bpf_map_lookup_elem(&rule_hash, &k);
 		if (v)
-			return v;
+			return from_verdict(v);
 	}
 	if (pol->any_protos[dir] & bit) {
 		k.l4 = 0;
 		k.kind = KIND_ANY;
-		return bpf_map_lookup_elem(&rule_hash, &k);
+		return from_verdict(bpf_map_lookup_elem(&rule_hash, &k));
 	}
-	return NULL;
+	return none;
 }
 
 static __always_inline int count_and_act(__u32 counter, __u32 action, __u64 bytes)
@@ -365,29 +552,17 @@ static __always_inline int count_and_act(__u32 counter, __u32 action, __u64 byte
 	return action == ACTION_DENY ? XDP_DROP : XDP_PASS;
 }
 
-SEC("xdp")
-int tinyfw_xdp(struct xdp_md *ctx)
+/* Decides a parsed IP packet (DATAPATH.md §2); global, verified once on its own. */
+static __always_inline int tfw_decide(struct packet *pkt)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct packet pkt = {};
 	__u32 zero = 0, id = attach_id, slot, dir;
 	struct tfw_state *st;
 	struct tfw_attach *at;
 	struct tfw_policy *pol;
-	struct tfw_verdict *v;
+	struct decision d;
 
-	switch (parse(&pkt, data, end)) {
-	case PARSE_NONIP:
-		stat_inc(STAT_NONIP);
+	if (!pkt)
 		return XDP_PASS;
-	case PARSE_MALFORMED:
-		stat_inc(STAT_MALFORMED);
-		return XDP_DROP;
-	default:
-		break;
-	}
-
 	st = bpf_map_lookup_elem(&state, &zero);
 	at = bpf_map_lookup_elem(&attach, &id);
 	if (!st || !at)
@@ -399,8 +574,8 @@ int tinyfw_xdp(struct xdp_md *ctx)
 		goto unconfigured;
 
 	/* Neighbour discovery passes unless a rule names its type (DATAPATH.md §2). */
-	if (pkt.proto == PROTO_ICMPV6 && pkt.has_l4) {
-		__u8 type = pkt.l4 >> 8;
+	if (pkt->proto == PROTO_ICMPV6 && pkt->has_l4) {
+		__u8 type = pkt->l4 >> 8;
 
 		if (type >= ND_FIRST_TYPE && type <= ND_LAST_TYPE &&
 		    !(pol->nd_named[dir] & (1 << (type - ND_FIRST_TYPE)))) {
@@ -409,14 +584,31 @@ int tinyfw_xdp(struct xdp_md *ctx)
 		}
 	}
 
-	v = find_verdict(&pkt, pol, slot, dir);
-	if (v)
-		return count_and_act(v->counter, v->action, end - data);
-	return count_and_act(pol->default_counter[dir], pol->default_action, end - data);
+	d = find_rule(pkt, pol, slot, dir);
+	if (d.found)
+		return count_and_act(d.counter, d.action, pkt->bytes);
+	return count_and_act(pol->default_counter[dir], pol->default_action, pkt->bytes);
 
 unconfigured:
 	stat_inc(STAT_UNCONFIGURED);
 	return XDP_PASS;
+}
+
+SEC("xdp")
+int tinyfw_xdp(struct xdp_md *ctx)
+{
+	struct packet pkt = {};
+
+	switch (tfw_parse(ctx, &pkt)) {
+	case PARSE_IP:
+		return tfw_decide(&pkt);
+	case PARSE_NONIP:
+		stat_inc(STAT_NONIP);
+		return XDP_PASS;
+	default:
+		stat_inc(STAT_MALFORMED);
+		return XDP_DROP;
+	}
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

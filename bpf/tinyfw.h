@@ -20,6 +20,13 @@
 #define PF_CIDR4 1
 #define PF_CIDR6 2
 #define PF_LPM_PORTS 4
+#define PF_ADDR4_HASH 8
+#define PF_ADDR6_HASH 16
+#define ADDR_HASH_MAX_LENS 4
+#define ADDR_LEN_END 255
+#define FAST_TABLES 16
+#define FAST_TABLE_SIZE 65536
+#define FAST_NONE 0
 #define SLOT_NONE 0
 #define STAT_NONIP 0
 #define STAT_MALFORMED 1
@@ -69,14 +76,20 @@ struct tfw_policy {
 	__u8 exact_protos[2]; /* hash mode: bit per proto index with KIND_EXACT entries, per direction */
 	__u8 any_protos[2]; /* hash mode: bit per proto index with KIND_ANY entries, per direction */
 	__u8 default_action; /* ACTION_ALLOW or ACTION_DENY */
+	__u8 fast_table[12]; /* [dir * 6 + proto index]: 1-based fast_l4 table of class 0's exact entries, 0 = none */
+	__u8 addr_lens4[8]; /* [dir * 4 + i]: IPv4 CIDR lengths, longest first, ADDR_LEN_END-terminated */
+	__u8 addr_lens6[8]; /* [dir * 4 + i]: IPv6 CIDR lengths, longest first, ADDR_LEN_END-terminated */
 };
-_Static_assert(sizeof(struct tfw_policy) == 20, "tfw_policy size");
+_Static_assert(sizeof(struct tfw_policy) == 48, "tfw_policy size");
 _Static_assert(__builtin_offsetof(struct tfw_policy, default_counter) == 0, "tfw_policy.default_counter");
 _Static_assert(__builtin_offsetof(struct tfw_policy, flags) == 8, "tfw_policy.flags");
 _Static_assert(__builtin_offsetof(struct tfw_policy, nd_named) == 10, "tfw_policy.nd_named");
 _Static_assert(__builtin_offsetof(struct tfw_policy, exact_protos) == 12, "tfw_policy.exact_protos");
 _Static_assert(__builtin_offsetof(struct tfw_policy, any_protos) == 14, "tfw_policy.any_protos");
 _Static_assert(__builtin_offsetof(struct tfw_policy, default_action) == 16, "tfw_policy.default_action");
+_Static_assert(__builtin_offsetof(struct tfw_policy, fast_table) == 17, "tfw_policy.fast_table");
+_Static_assert(__builtin_offsetof(struct tfw_policy, addr_lens4) == 29, "tfw_policy.addr_lens4");
+_Static_assert(__builtin_offsetof(struct tfw_policy, addr_lens6) == 37, "tfw_policy.addr_lens6");
 
 /* Peer classification, IPv4. prefixlen = ADDR_KEY_HEAD_BITS + CIDR length. */
 struct tfw_lpm_v4_key {
@@ -107,6 +120,32 @@ _Static_assert(__builtin_offsetof(struct tfw_lpm_v6_key, slot) == 4, "tfw_lpm_v6
 _Static_assert(__builtin_offsetof(struct tfw_lpm_v6_key, dir) == 6, "tfw_lpm_v6_key.dir");
 _Static_assert(__builtin_offsetof(struct tfw_lpm_v6_key, pad) == 7, "tfw_lpm_v6_key.pad");
 _Static_assert(__builtin_offsetof(struct tfw_lpm_v6_key, addr) == 8, "tfw_lpm_v6_key.addr");
+
+/* Peer classification by hash, IPv4: one entry per CIDR, looked up once per length. */
+struct tfw_addr4_key {
+	__u16 slot;
+	__u8 dir;
+	__u8 len;
+	__u8 addr[4]; /* network byte order, host bits zero */
+};
+_Static_assert(sizeof(struct tfw_addr4_key) == 8, "tfw_addr4_key size");
+_Static_assert(__builtin_offsetof(struct tfw_addr4_key, slot) == 0, "tfw_addr4_key.slot");
+_Static_assert(__builtin_offsetof(struct tfw_addr4_key, dir) == 2, "tfw_addr4_key.dir");
+_Static_assert(__builtin_offsetof(struct tfw_addr4_key, len) == 3, "tfw_addr4_key.len");
+_Static_assert(__builtin_offsetof(struct tfw_addr4_key, addr) == 4, "tfw_addr4_key.addr");
+
+/* Peer classification by hash, IPv6. */
+struct tfw_addr6_key {
+	__u16 slot;
+	__u8 dir;
+	__u8 len;
+	__u8 addr[16]; /* network byte order, host bits zero */
+};
+_Static_assert(sizeof(struct tfw_addr6_key) == 20, "tfw_addr6_key size");
+_Static_assert(__builtin_offsetof(struct tfw_addr6_key, slot) == 0, "tfw_addr6_key.slot");
+_Static_assert(__builtin_offsetof(struct tfw_addr6_key, dir) == 2, "tfw_addr6_key.dir");
+_Static_assert(__builtin_offsetof(struct tfw_addr6_key, len) == 3, "tfw_addr6_key.len");
+_Static_assert(__builtin_offsetof(struct tfw_addr6_key, addr) == 4, "tfw_addr6_key.addr");
 
 /* An address class: the set of CIDR rules whose CIDRs contain the address. */
 struct tfw_class {

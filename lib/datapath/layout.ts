@@ -200,6 +200,19 @@ export const KIND_ANY = 1;
 export const PF_CIDR4 = 1; // IPv4 peers are classified through lpm_v4
 export const PF_CIDR6 = 2; // IPv6 peers are classified through lpm_v6
 export const PF_LPM_PORTS = 4; // L4 keys are looked up in port_lpm, not rule_hash
+export const PF_ADDR4_HASH = 8; // IPv4 peers: addr4_hash, one lookup per length in addr_lens4
+export const PF_ADDR6_HASH = 16; // IPv6 peers: addr6_hash, one lookup per length in addr_lens6
+
+/** At most this many distinct CIDR lengths are looked up by hash; more use the LPM trie. */
+export const ADDR_HASH_MAX_LENS = 4;
+/** Ends a list of lengths in `addr_lens4` / `addr_lens6`. */
+export const ADDR_LEN_END = 0xff;
+
+/** Number of fast L4 tables (65536 entries each) in `fast_l4`; 0 in `fast_table` means none. */
+export const FAST_TABLES = 16;
+export const FAST_TABLE_SIZE = 65536;
+/** A `fast_l4` entry: 0 = no exact entry; else ((counter + 1) << 1) | action. */
+export const FAST_NONE = 0;
 
 /** Slot 0 means "not configured" in `tfw_attach.slot`. */
 export const SLOT_NONE = 0;
@@ -254,6 +267,13 @@ export const CONSTANTS: Record<string, number> = {
   PF_CIDR4,
   PF_CIDR6,
   PF_LPM_PORTS,
+  PF_ADDR4_HASH,
+  PF_ADDR6_HASH,
+  ADDR_HASH_MAX_LENS,
+  ADDR_LEN_END,
+  FAST_TABLES,
+  FAST_TABLE_SIZE,
+  FAST_NONE,
   SLOT_NONE,
   STAT_NONIP,
   STAT_MALFORMED,
@@ -312,6 +332,45 @@ export const PolicyValue = defineLayout(
     { name: "exact_protos", type: "u8[2]", doc: "hash mode: bit per proto index with KIND_EXACT entries, per direction" },
     { name: "any_protos", type: "u8[2]", doc: "hash mode: bit per proto index with KIND_ANY entries, per direction" },
     { name: "default_action", type: "u8", doc: "ACTION_ALLOW or ACTION_DENY" },
+    {
+      name: "fast_table",
+      type: "u8[12]",
+      doc: "[dir * 6 + proto index]: 1-based fast_l4 table of class 0's exact entries, 0 = none",
+    },
+    {
+      name: "addr_lens4",
+      type: "u8[8]",
+      doc: "[dir * 4 + i]: IPv4 CIDR lengths, longest first, ADDR_LEN_END-terminated",
+    },
+    {
+      name: "addr_lens6",
+      type: "u8[8]",
+      doc: "[dir * 4 + i]: IPv6 CIDR lengths, longest first, ADDR_LEN_END-terminated",
+    },
+  ],
+);
+
+/** Key of `addr4_hash`: (slot, dir, CIDR length, masked IPv4 address). */
+export const Addr4Key = defineLayout(
+  "tfw_addr4_key",
+  "Peer classification by hash, IPv4: one entry per CIDR, looked up once per length.",
+  [
+    { name: "slot", type: "u16" },
+    { name: "dir", type: "u8" },
+    { name: "len", type: "u8" },
+    { name: "addr", type: "u8[4]", doc: "network byte order, host bits zero" },
+  ],
+);
+
+/** Key of `addr6_hash`. */
+export const Addr6Key = defineLayout(
+  "tfw_addr6_key",
+  "Peer classification by hash, IPv6.",
+  [
+    { name: "slot", type: "u16" },
+    { name: "dir", type: "u8" },
+    { name: "len", type: "u8" },
+    { name: "addr", type: "u8[16]", doc: "network byte order, host bits zero" },
   ],
 );
 
@@ -403,6 +462,8 @@ export const LAYOUTS: readonly Layout[] = [
   PolicyValue,
   LpmV4Key,
   LpmV6Key,
+  Addr4Key,
+  Addr6Key,
   ClassValue,
   RuleKey,
   PortLpmKey,
