@@ -128,7 +128,7 @@ export interface DetachCommand extends LogOptions {
   readonly pinPath: string;
 }
 
-/** `--help`, `-h` or `tinyfw help [COMMAND]`: print `text` to stdout, exit 0. */
+/** `--help`, `-h` or `tinyfw help [COMMAND]`: print `text` (no trailing newline) to stdout, exit 0. */
 export interface HelpCommand {
   readonly cmd: "help";
   readonly text: string;
@@ -458,7 +458,7 @@ export function helpText(topic?: Subcommand): string {
           .map((e) => `  ${e}`).join("\n"),
       ),
       TOP_NOTES,
-    ].join("\n\n") + "\n";
+    ].join("\n\n");
   }
   const spec = COMMANDS[topic];
   const names: OptionName[] = topic === "help"
@@ -472,7 +472,7 @@ export function helpText(topic?: Subcommand): string {
     spec.description,
     section("Options", table(rows, width)),
     section("Examples", spec.examples.map((e) => `  ${e}`).join("\n")),
-  ].join("\n\n") + "\n";
+  ].join("\n\n");
 }
 
 // ---------------------------------------------------------------------------
