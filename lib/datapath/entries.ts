@@ -271,7 +271,10 @@ export function encodePolicyEntries(
   const n = compiled.policy.rules.length;
   const [ing, egr] = compiled.dirs;
   const policy = encode(PolicyValue, {
-    default_counter: [defaultCounterIndex(counterBase, n, 0), defaultCounterIndex(counterBase, n, 1)],
+    default_counter: [
+      defaultCounterIndex(counterBase, n, 0),
+      defaultCounterIndex(counterBase, n, 1),
+    ],
     flags: [ing.flags, egr.flags],
     nd_named: [ing.ndNamed, egr.ndNamed],
     exact_protos: [ing.exactProtos, egr.exactProtos],

@@ -148,11 +148,9 @@ export function buildFrameDetailed(spec: FrameSpec): BuiltFrame {
   const wantsFrag = (spec.fragOffset ?? 0) !== 0 || spec.moreFragments === true;
   if (family === 6 && wantsFrag) {
     const i = exts.findIndex((e) => e.kind === "fragment");
-    const frag: Ipv6ExtSpec = {
-      kind: "fragment",
-      fragOffset: spec.fragOffset,
-      moreFragments: spec.moreFragments,
-    };
+    const frag: Ipv6ExtSpec = { kind: "fragment" };
+    if (spec.fragOffset !== undefined) frag.fragOffset = spec.fragOffset;
+    if (spec.moreFragments !== undefined) frag.moreFragments = spec.moreFragments;
     exts = i < 0 ? [...exts, frag] : exts.map((e, j) => j === i ? { ...e, ...frag } : e);
   }
   if (family === 4 && exts.length) throw new RangeError("IPv6 extension headers in an IPv4 frame");

@@ -8,7 +8,8 @@
  * node (a path-compressed trie: only nodes that are CIDRs of some rule). A
  * node's class is its parent's class plus the rules first seen at the node, so
  * each node costs the number of its own rules and the pass is O(n log n) for
- * the sort. Nothing is allocated per node but the output entry.
+ * the sort. Addresses are copied once into 32-bit word arrays so that the pass
+ * runs on flat typed arrays, not on scattered objects.
  *
  * Class sets are interned: equal sets get one id, whatever path reached them.
  * A set is hashed incrementally (XOR of two 30-bit random words per rule, so a
@@ -29,19 +30,32 @@ export interface ClassifiedCidr {
   cls: number;
 }
 
-/** The classes of one direction. */
+/**
+ * The classes of one direction. A class is represented by a node of the
+ * containment trie: its rules are the `added` rules of the node and of its
+ * ancestors, plus the any-address rules.
+ */
 export interface AddressClasses {
   /** Distinct IPv4 and IPv6 CIDRs in (address, length) order, with classes. */
   v4: ClassifiedCidr[];
   v6: ClassifiedCidr[];
   /** Number of class ids, including class 0 (the empty set). */
   count: number;
-  /** Rule numbers; `memberRanges` points into it. */
+  /** Rule numbers: the any-address rules at `[0, anyCount)`, then each node's added rules. */
   rules: Int32Array;
+  /** Number of any-address rules at the start of `rules`. */
+  anyCount: number;
+  /** Class id → a node of that class (-1 for class 0). */
+  classNode: Int32Array;
+  /** Node → nearest strictly containing node, or -1. */
+  parent: Int32Array;
+  /** Node → its added rules, `rules[addedStart[n], addedEnd[n])`, ascending. */
+  addedStart: Int32Array;
+  addedEnd: Int32Array;
   /**
    * Appends to `out` `[start, end)` ranges of `rules`, each sorted ascending,
    * pairwise disjoint, whose union is the candidates of class `cls`: the
-   * class's rules plus the `anyAddress` rules given to `computeClasses`.
+   * class's rules plus the any-address rules.
    */
   memberRanges(cls: number, out: number[]): void;
 }
@@ -63,72 +77,126 @@ function mulberry32(seed: number): () => number {
   };
 }
 
-function isWithin(outer: Cidr, inner: Cidr): boolean {
-  if (outer.len > inner.len) return false;
-  const full = outer.len >> 3;
-  const a = outer.addr;
-  const b = inner.addr;
-  for (let i = 0; i < full; i++) if (a[i] !== b[i]) return false;
-  const rest = outer.len & 7;
-  if (rest === 0) return true;
-  const mask = (0xff << (8 - rest)) & 0xff;
-  return (b[full] & mask) === a[full];
-}
-
-/** Sorted distinct CIDRs of a family: `order[k]` is a pair index, `nodeOf[pair]` its node. */
-interface Distinct {
-  nodes: Cidr[];
+/** Distinct CIDRs of one family, sorted, as 32-bit words. */
+interface FamilyNodes {
+  /** Words per address: 1 (IPv4) or 4 (IPv6). */
+  width: number;
+  count: number;
+  /** `count * width` big-endian address words. */
+  words: Uint32Array;
+  lens: Uint8Array;
+  /** A `Cidr` object of each node (for its bytes). */
+  cidr: Cidr[];
+  /** Pair index → node. */
   nodeOf: Int32Array;
 }
 
-function distinct4(cidrs: readonly Cidr[]): Distinct {
-  // Key: address * 64 + len (38 bits, exact in a double). Sort, dedupe, then
-  // place each pair by binary search: no hash map, no per-pair allocation.
-  const n = cidrs.length;
-  const keys = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const { addr: a, len } = cidrs[i];
-    keys[i] = (((a[0] << 24) | (a[1] << 16) | (a[2] << 8) | a[3]) >>> 0) * 64 + len;
+function wordsOf(cidrs: readonly Cidr[], width: number): Uint32Array {
+  const words = new Uint32Array(cidrs.length * width);
+  for (let i = 0; i < cidrs.length; i++) {
+    const a = cidrs[i].addr;
+    for (let w = 0; w < width; w++) {
+      words[i * width + w] = ((a[4 * w] << 24) | (a[4 * w + 1] << 16) | (a[4 * w + 2] << 8) |
+        a[4 * w + 3]) >>> 0;
+    }
   }
-  const sorted = keys.slice().sort();
-  let count = 0;
-  for (let i = 0; i < n; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[count++] = sorted[i];
-  const nodes: Cidr[] = new Array(count);
+  return words;
+}
+
+/** Sorts and dedupes; `order` lists pair indexes in (address, length) order. */
+function nodesInOrder(
+  cidrs: readonly Cidr[],
+  width: number,
+  pairWords: Uint32Array,
+  order: ArrayLike<number>,
+): FamilyNodes {
+  const n = cidrs.length;
+  const words = new Uint32Array(n * width);
+  const lens = new Uint8Array(n);
+  const cidr: Cidr[] = [];
   const nodeOf = new Int32Array(n);
+  let count = 0;
+  for (let k = 0; k < n; k++) {
+    const i = order[k];
+    let same = count > 0 && lens[count - 1] === cidrs[i].len;
+    for (let w = 0; same && w < width; w++) {
+      same = words[(count - 1) * width + w] === pairWords[i * width + w];
+    }
+    if (!same) {
+      for (let w = 0; w < width; w++) words[count * width + w] = pairWords[i * width + w];
+      lens[count] = cidrs[i].len;
+      cidr.push(cidrs[i]);
+      count++;
+    }
+    nodeOf[i] = count - 1;
+  }
+  return { width, count, words, lens, cidr, nodeOf };
+}
+
+function nodes4(cidrs: readonly Cidr[]): FamilyNodes {
+  // Sort key: address * 256 + len; (key * 2^? ) has no room for the index, so
+  // sort keys, then order pairs by a stable counting pass over equal keys.
+  const n = cidrs.length;
+  const pairWords = wordsOf(cidrs, 1);
+  const keyed = new Float64Array(n);
+  for (let i = 0; i < n; i++) keyed[i] = pairWords[i] * 256 + cidrs[i].len;
+  const sorted = keyed.slice().sort();
+  // Position of each pair in sorted order (binary search; equal keys share a node anyway).
+  const order = new Int32Array(n);
+  const fill = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     let lo = 0;
-    let hi = count - 1;
-    const k = keys[i];
+    let hi = n - 1;
+    const k = keyed[i];
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
       if (sorted[mid] < k) lo = mid + 1;
       else hi = mid;
     }
-    nodeOf[i] = lo;
-    nodes[lo] ??= cidrs[i];
+    order[lo + fill[lo]++] = i;
   }
-  return { nodes, nodeOf };
+  return nodesInOrder(cidrs, 1, pairWords, order);
 }
 
-function compare6(a: Cidr, b: Cidr): number {
-  const x = a.addr;
-  const y = b.addr;
-  for (let i = 0; i < 16; i++) if (x[i] !== y[i]) return x[i] - y[i];
-  return a.len - b.len;
-}
-
-function distinct6(cidrs: readonly Cidr[]): Distinct {
+function nodes6(cidrs: readonly Cidr[]): FamilyNodes {
+  // Native string sort on 8 address half-words + length + index (UTF-16 code
+  // units compare like the big-endian numbers they hold).
   const n = cidrs.length;
-  const order = Array.from({ length: n }, (_, i) => i);
-  order.sort((i, j) => compare6(cidrs[i], cidrs[j]) || i - j);
-  const nodes: Cidr[] = [];
-  const nodeOf = new Int32Array(n);
-  for (let k = 0; k < n; k++) {
-    const c = cidrs[order[k]];
-    if (!nodes.length || compare6(nodes[nodes.length - 1], c) !== 0) nodes.push(c);
-    nodeOf[order[k]] = nodes.length - 1;
+  const pairWords = wordsOf(cidrs, 4);
+  const keys: string[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const w = i * 4;
+    keys[i] = String.fromCharCode(
+      pairWords[w] >>> 16,
+      pairWords[w] & 0xffff,
+      pairWords[w + 1] >>> 16,
+      pairWords[w + 1] & 0xffff,
+      pairWords[w + 2] >>> 16,
+      pairWords[w + 2] & 0xffff,
+      pairWords[w + 3] >>> 16,
+      pairWords[w + 3] & 0xffff,
+      cidrs[i].len,
+      i >>> 16,
+      i & 0xffff,
+    );
   }
-  return { nodes, nodeOf };
+  keys.sort();
+  const order = new Int32Array(n);
+  for (let k = 0; k < n; k++) order[k] = (keys[k].charCodeAt(9) << 16) | keys[k].charCodeAt(10);
+  return nodesInOrder(cidrs, 4, pairWords, order);
+}
+
+/** True when node `outer` contains node `inner` (same family). */
+function within(f: FamilyNodes, outer: number, inner: number): boolean {
+  const len = f.lens[outer];
+  if (len > f.lens[inner]) return false;
+  const a = outer * f.width;
+  const b = inner * f.width;
+  const full = len >>> 5;
+  for (let w = 0; w < full; w++) if (f.words[a + w] !== f.words[b + w]) return false;
+  const rest = len & 31;
+  if (rest === 0) return true;
+  return ((f.words[a + full] ^ f.words[b + full]) >>> (32 - rest)) === 0;
 }
 
 /**
@@ -145,19 +213,19 @@ export function computeClasses(
   anyAddress: readonly number[],
   ruleCount: number,
 ): AddressClasses {
-  const d4 = distinct4(v4.cidrs);
-  const d6 = distinct6(v6.cidrs);
-  const n4 = d4.nodes.length;
-  const nodeCount = n4 + d6.nodes.length;
-  const nodeCidr = [...d4.nodes, ...d6.nodes];
+  const fams = [
+    { f: nodes4(v4.cidrs), src: v4, base: 0 },
+    { f: nodes6(v6.cidrs), src: v6, base: 0 },
+  ];
+  fams[1].base = fams[0].f.count;
+  const nodeCount = fams[0].f.count + fams[1].f.count;
 
   // Rules of each node, CSR layout, duplicates (a rule listing a CIDR twice) dropped.
   const ruleStart = new Int32Array(nodeCount + 1);
   const lastRule = new Int32Array(nodeCount).fill(-1);
-  const families = [{ d: d4, src: v4, base: 0 }, { d: d6, src: v6, base: n4 }];
-  for (const { d, src, base } of families) {
+  for (const { f, src, base } of fams) {
     for (let i = 0; i < src.rules.length; i++) {
-      const node = base + d.nodeOf[i];
+      const node = base + f.nodeOf[i];
       if (lastRule[node] === src.rules[i]) continue;
       lastRule[node] = src.rules[i];
       ruleStart[node + 1]++;
@@ -167,16 +235,16 @@ export function computeClasses(
   const ruleList = new Int32Array(ruleStart[nodeCount]);
   const fillAt = ruleStart.slice(0, nodeCount);
   lastRule.fill(-1);
-  for (const { d, src, base } of families) {
+  for (const { f, src, base } of fams) {
     for (let i = 0; i < src.rules.length; i++) {
-      const node = base + d.nodeOf[i];
+      const node = base + f.nodeOf[i];
       if (lastRule[node] === src.rules[i]) continue;
       lastRule[node] = src.rules[i];
       ruleList[fillAt[node]++] = src.rules[i];
     }
   }
 
-  // Per-rule random words for the set hashes.
+  // Per-rule random words for the set hashes (30 bits: always small integers).
   const rand = mulberry32(0x7f1f);
   const z1 = new Int32Array(ruleCount);
   const z2 = new Int32Array(ruleCount);
@@ -186,10 +254,10 @@ export function computeClasses(
   }
 
   // The walk: parent, added rules (into `rules`), hash and class of each node.
-  const anyLen = anyAddress.length;
-  const rules = new Int32Array(anyLen + ruleList.length);
+  const anyCount = anyAddress.length;
+  const rules = new Int32Array(anyCount + ruleList.length);
   rules.set(anyAddress, 0);
-  let rulesLen = anyLen;
+  let rulesLen = anyCount;
   const parent = new Int32Array(nodeCount);
   const addedStart = new Int32Array(nodeCount);
   const addedEnd = new Int32Array(nodeCount);
@@ -220,11 +288,11 @@ export function computeClasses(
     return x.length === y.length && x.every((v, i) => v === y[i]);
   };
 
-  for (const [from, to] of [[0, n4], [n4, nodeCount]]) {
+  for (const { f, base } of fams) {
     let sp = 0;
-    for (let node = from; node < to; node++) {
-      const cidr = nodeCidr[node];
-      while (sp > 0 && !isWithin(nodeCidr[stack[sp - 1]], cidr)) {
+    for (let local = 0; local < f.count; local++) {
+      const node = base + local;
+      while (sp > 0 && !within(f, stack[sp - 1] - base, local)) {
         const top = stack[--sp];
         for (let k = ruleStart[top]; k < ruleStart[top + 1]; k++) onPath[ruleList[k]]--;
       }
@@ -274,24 +342,27 @@ export function computeClasses(
     }
   }
 
-  const entry = (node: number): ClassifiedCidr => ({
-    addr: nodeCidr[node].addr,
-    len: nodeCidr[node].len,
-    cls: cls[node],
-  });
-  const out4: ClassifiedCidr[] = new Array(n4);
-  for (let i = 0; i < n4; i++) out4[i] = entry(i);
-  const out6: ClassifiedCidr[] = new Array(nodeCount - n4);
-  for (let i = n4; i < nodeCount; i++) out6[i - n4] = entry(i);
-
+  const entries = ({ f, base }: typeof fams[number]): ClassifiedCidr[] => {
+    const out: ClassifiedCidr[] = new Array(f.count);
+    for (let i = 0; i < f.count; i++) {
+      out[i] = { addr: f.cidr[i].addr, len: f.lens[i], cls: cls[base + i] };
+    }
+    return out;
+  };
+  const classNode = Int32Array.from(reps);
   return {
-    v4: out4,
-    v6: out6,
+    v4: entries(fams[0]),
+    v6: entries(fams[1]),
     count: reps.length,
     rules,
+    anyCount,
+    classNode,
+    parent,
+    addedStart,
+    addedEnd,
     memberRanges(c: number, out: number[]): void {
-      if (anyLen) out.push(0, anyLen);
-      for (let n = reps[c]; n >= 0; n = parent[n]) {
+      if (anyCount) out.push(0, anyCount);
+      for (let n = classNode[c]; n >= 0; n = parent[n]) {
         if (addedEnd[n] > addedStart[n]) out.push(addedStart[n], addedEnd[n]);
       }
     },

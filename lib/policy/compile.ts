@@ -7,30 +7,42 @@
  * Entries name rule indexes; a lookup miss means the policy's default action.
  * `lib/datapath/entries.ts` turns this into bytes.
  *
+ * Readings of DATAPATH.md this compiler (and the evaluator) rely on:
+ * - A rule with `ports` can only match TCP/UDP/SCTP packets and a rule with
+ *   `icmp` only ICMP/ICMPv6 packets: those are the only headers with a port or
+ *   a type. (Only reachable through `protocol: any`, which the validator
+ *   refuses with ports/icmp.) Empty `ports`/`cidrs` lists mean "any".
+ * - "Adjacent intervals with the same verdict merge" means the same rule (the
+ *   same counter), not merely the same action.
+ * - A rule "names" an ND type when its protocol is `icmpv6` (or `any`) and its
+ *   `icmp.type` is that type; an `icmp` (v4) rule never does.
+ * - LPM mode never emits a 0-length L4 prefix for an exact interval (the full
+ *   range 0..65535 becomes two /1 prefixes): that key is the fallback's, and it
+ *   would also match packets without an L4 key (later fragments).
+ * - Address class ids are shared by both families of a direction.
+ * - Rules that can never match (wrong direction, or ports/icmp on a protocol
+ *   without them) add no CIDR entries and no L4 entries.
+ *
+ * Cost: O(n log n) for the classes (see `classes.ts`), then linear in the
+ * candidates examined per class and in the entries produced.
+ *
  * @module
  */
 
 import {
   KIND_ANY,
   KIND_EXACT,
+  MAX_LPM_ENTRIES,
+  MAX_RULE_ENTRIES,
   PF_CIDR4,
   PF_CIDR6,
   PF_LPM_PORTS,
-  PROTO_ICMP,
-  PROTO_ICMPV6,
   PROTO_INDEX,
-  PROTO_SCTP,
-  PROTO_TCP,
-  PROTO_UDP,
 } from "../datapath/layout.ts";
-import {
-  type AddressClasses,
-  type ClassifiedCidr,
-  computeClasses,
-  type CidrsOfRules,
-} from "./classes.ts";
-import { firstCoverSegments, forEachPrefix, normalizeRanges, prefixCount } from "./intervals.ts";
-import { PROTO_CLASSES } from "./protocol.ts";
+import { type CidrsOfRules, type ClassifiedCidr, computeClasses } from "./classes.ts";
+import { forEachPrefix, prefixCount } from "./intervals.ts";
+import { l4Decisions, type L4Table, type RuleShape, shapeOf } from "./l4.ts";
+import { ND_TYPE_FIRST, ND_TYPE_LAST } from "./protocol.ts";
 import type { Action, Direction, Policy, Rule } from "./types.ts";
 
 /** An `lpm_v4`/`lpm_v6` entry: peer CIDR (network bytes, host bits cleared) → address class. */
@@ -100,57 +112,18 @@ export interface CompileOptions {
   forceMode?: L4Mode;
 }
 
+/** A policy that cannot be compiled into the data plane's maps. */
+export class CompileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CompileError";
+  }
+}
+
 /** Above this many hash entries, LPM mode is used if it is 4× smaller. */
 export const HASH_MODE_LIMIT = 65536;
 /** LPM mode must be this many times smaller than hash mode to be chosen. */
 export const LPM_ADVANTAGE = 4;
-
-const ALL_PROTOS = 0x3f;
-const PORT_PROTOS = (1 << PROTO_INDEX[PROTO_TCP]) | (1 << PROTO_INDEX[PROTO_UDP]) |
-  (1 << PROTO_INDEX[PROTO_SCTP]);
-const ICMP_PROTOS = (1 << PROTO_INDEX[PROTO_ICMP]) | (1 << PROTO_INDEX[PROTO_ICMPV6]);
-const PROTOCOL_BITS: Readonly<Record<Rule["protocol"], number>> = {
-  tcp: 1 << PROTO_INDEX[PROTO_TCP],
-  udp: 1 << PROTO_INDEX[PROTO_UDP],
-  sctp: 1 << PROTO_INDEX[PROTO_SCTP],
-  icmp: 1 << PROTO_INDEX[PROTO_ICMP],
-  icmpv6: 1 << PROTO_INDEX[PROTO_ICMPV6],
-  any: ALL_PROTOS,
-};
-/** PROTO_INDEX order → PROTO_* value. */
-const PROTO_BY_INDEX: number[] = [];
-for (const p of PROTO_CLASSES) PROTO_BY_INDEX[PROTO_INDEX[p]] = p;
-
-/** What of a rule matters to the L4 stage: where it can match and on which keys. */
-interface RuleShape {
-  /** Protocol classes (PROTO_INDEX bits) where the rule can match at all. */
-  protos: number;
-  /** `[from, to, ...]` L4 keys it matches, or null: any L4 key (a fallback). */
-  l4: number[] | null;
-}
-
-function shapeOf(rule: Rule): RuleShape {
-  let protos = PROTOCOL_BITS[rule.protocol];
-  let l4: number[] | null = null;
-  const hasPortList = !!rule.ports && rule.ports.length > 0;
-  if (hasPortList) {
-    protos &= PORT_PROTOS;
-    l4 = normalizeRanges(rule.ports!);
-  }
-  if (rule.icmp) {
-    protos &= ICMP_PROTOS;
-    const { type, code } = rule.icmp;
-    const valid = Number.isInteger(type) && type >= 0 && type <= 255 &&
-      (code === undefined || (Number.isInteger(code) && code >= 0 && code <= 255));
-    // ports and icmp together can never both hold: protos is then empty.
-    l4 = valid ? (code === undefined ? [type << 8, (type << 8) | 0xff] : [
-      (type << 8) | code,
-      (type << 8) | code,
-    ]) : [];
-  }
-  if (l4 && l4.length === 0) protos = 0;
-  return { protos, l4 };
-}
 
 function appliesTo(rule: Rule, dir: Direction): boolean {
   return rule.direction === dir || rule.direction === "both";
@@ -163,7 +136,7 @@ function ndNamedBits(rules: readonly Rule[], dir: Direction): number {
     if (!appliesTo(r, dir) || !r.icmp) continue;
     if (r.protocol !== "icmpv6" && r.protocol !== "any") continue;
     const t = r.icmp.type;
-    if (t >= 133 && t <= 137) bits |= 1 << (t - 133);
+    if (t >= ND_TYPE_FIRST && t <= ND_TYPE_LAST) bits |= 1 << (t - ND_TYPE_FIRST);
   }
   return bits;
 }
@@ -175,6 +148,20 @@ export function compilePolicy(policy: Policy, opts: CompileOptions = {}): Compil
     compileDirection(policy, shapes, "ingress", opts),
     compileDirection(policy, shapes, "egress", opts),
   ];
+  const total = (pick: (d: CompiledDirection) => number) => pick(dirs[0]) + pick(dirs[1]);
+  const checks: [string, number, number][] = [
+    ["rule_hash", total((d) => d.hash.length), MAX_RULE_ENTRIES],
+    ["port_lpm", total((d) => d.lpm.length), MAX_LPM_ENTRIES],
+    ["lpm_v4", total((d) => d.v4.length), MAX_LPM_ENTRIES],
+    ["lpm_v6", total((d) => d.v6.length), MAX_LPM_ENTRIES],
+  ];
+  for (const [map, count, capacity] of checks) {
+    if (count > capacity) {
+      throw new CompileError(
+        `policy "${policy.name}" needs ${count} ${map} entries, more than the map holds (${capacity})`,
+      );
+    }
+  }
   return {
     policy,
     counterCount: 2 * policy.rules.length + 2,
@@ -209,26 +196,73 @@ function compileDirection(
   const classes = computeClasses(v4, v6, anyAddress, rules.length);
   const table = l4Decisions(classes, shapes);
 
-  let hashCount = 0;
-  let lpmCount = 0;
+  const mode = opts.forceMode ?? chooseMode(table);
+  checkCapacity(policy, dir, mode, table);
+  const { hash, lpm, exactProtos, anyProtos } = materialize(table, mode);
+
+  let flags = 0;
+  if (classes.v4.length) flags |= PF_CIDR4;
+  if (classes.v6.length) flags |= PF_CIDR6;
+  if (mode === "lpm") flags |= PF_LPM_PORTS;
+  return {
+    mode,
+    flags,
+    ndNamed: ndNamedBits(rules, dir),
+    exactProtos,
+    anyProtos,
+    v4: classes.v4,
+    v6: classes.v6,
+    hash,
+    lpm,
+    classes: classes.count,
+  };
+}
+
+/** Entry counts of both modes: every L4 key of every interval, or its aligned prefixes. */
+function entryCounts(table: L4Table): { hash: number; lpm: number } {
+  let hash = 0;
+  let lpm = 0;
   const { segs } = table;
   for (let r = 0; r < table.cls.length; r++) {
     for (let j = table.segStart[r]; j < table.segStart[r + 1]; j += 3) {
-      hashCount += segs[j + 1] - segs[j] + 1;
-      lpmCount += prefixCount(segs[j], segs[j + 1], 1);
+      hash += segs[j + 1] - segs[j] + 1;
+      lpm += prefixCount(segs[j], segs[j + 1], 1);
     }
     if (table.fallback[r] >= 0) {
-      hashCount++;
-      lpmCount++;
+      hash++;
+      lpm++;
     }
   }
-  const mode: L4Mode = opts.forceMode ??
-    (hashCount > HASH_MODE_LIMIT && hashCount > LPM_ADVANTAGE * lpmCount ? "lpm" : "hash");
+  return { hash, lpm };
+}
 
+/** Hash mode unless it takes more than 65,536 entries and more than 4× LPM mode's. */
+function chooseMode(table: L4Table): L4Mode {
+  const n = entryCounts(table);
+  return n.hash > HASH_MODE_LIMIT && n.hash > LPM_ADVANTAGE * n.lpm ? "lpm" : "hash";
+}
+
+/** Refuses, before building them, more entries than the L4 map of `mode` holds. */
+function checkCapacity(policy: Policy, dir: Direction, mode: L4Mode, table: L4Table): void {
+  const n = entryCounts(table);
+  const [count, capacity, map] = mode === "hash"
+    ? [n.hash, MAX_RULE_ENTRIES, "rule_hash"]
+    : [n.lpm, MAX_LPM_ENTRIES, "port_lpm"];
+  if (count > capacity) {
+    throw new CompileError(
+      `policy "${policy.name}" needs ${count} ${map} entries for ${dir}, more than the map holds ` +
+        `(${capacity}); use fewer distinct CIDRs or port ranges, or fewer rules without CIDRs`,
+    );
+  }
+}
+
+/** The L4 entries of one direction in `mode`, and the hash-mode protocol bits. */
+function materialize(table: L4Table, mode: L4Mode) {
   const hash: HashEntry[] = [];
   const lpm: PortLpmEntry[] = [];
   let exactProtos = 0;
   let anyProtos = 0;
+  const { segs } = table;
   for (let r = 0; r < table.cls.length; r++) {
     const cls = table.cls[r];
     const proto = table.proto[r];
@@ -257,96 +291,5 @@ function compileDirection(
       lpm.push({ proto, cls, l4: 0, l4len: 0, rule: fb });
     }
   }
-
-  let flags = 0;
-  if (classes.v4.length) flags |= PF_CIDR4;
-  if (classes.v6.length) flags |= PF_CIDR6;
-  if (mode === "lpm") flags |= PF_LPM_PORTS;
-  return {
-    mode,
-    flags,
-    ndNamed: ndNamedBits(rules, dir),
-    exactProtos,
-    anyProtos,
-    v4: classes.v4,
-    v6: classes.v6,
-    hash,
-    lpm,
-    classes: classes.count,
-  };
-}
-
-/** L4 decisions per (class, protocol class), flat: row r has segments `segs[segStart[r], segStart[r+1])`. */
-interface L4Table {
-  cls: number[];
-  proto: number[];
-  /** The any-L4 fallback rule of the row, or -1 (the default decides). */
-  fallback: number[];
-  segStart: number[];
-  /** `[from, to, rule, ...]` exact L4 intervals. */
-  segs: number[];
-}
-
-/**
- * For each class, merges its candidate rules in rule order and feeds them to
- * the six protocol classes until each has its fallback; then resolves the L4
- * intervals of the candidates before the fallback.
- */
-function l4Decisions(classes: AddressClasses, shapes: readonly RuleShape[]): L4Table {
-  const table: L4Table = { cls: [], proto: [], fallback: [], segStart: [0], segs: [] };
-  const buf = classes.rules;
-  const fallback = [-1, -1, -1, -1, -1, -1];
-  const candidates: number[][] = [[], [], [], [], [], []];
-  const ranges: number[] = [];
-  for (let cls = 0; cls < classes.count; cls++) {
-    ranges.length = 0;
-    classes.memberRanges(cls, ranges);
-    let touched = 0;
-    let open = ALL_PROTOS;
-    const single = ranges.length === 2;
-    while (open) {
-      // k-way merge: ranges[2k] is the head of list k, ranges[2k+1] its end.
-      let rule = 0x7fffffff;
-      if (single) {
-        if (ranges[0] >= ranges[1]) break;
-        rule = buf[ranges[0]++];
-      } else {
-        let best = -1;
-        for (let k = 0; k < ranges.length; k += 2) {
-          if (ranges[k] < ranges[k + 1] && buf[ranges[k]] < rule) {
-            rule = buf[ranges[k]];
-            best = k;
-          }
-        }
-        if (best < 0) break;
-        ranges[best]++;
-      }
-      const shape = shapes[rule];
-      const protos = shape.protos & open;
-      if (!protos) continue;
-      touched |= protos;
-      const l4 = shape.l4;
-      for (let p = 0; p < 6; p++) {
-        if (!(protos & (1 << p))) continue;
-        if (l4 === null) {
-          fallback[p] = rule;
-          open &= ~(1 << p);
-        } else {
-          const c = candidates[p];
-          for (let j = 0; j < l4.length; j += 2) c.push(l4[j], l4[j + 1], rule);
-        }
-      }
-    }
-    for (let p = 0; touched; p++, touched >>= 1) {
-      if (!(touched & 1)) continue;
-      if (candidates[p].length) firstCoverSegments(candidates[p], table.segs);
-      table.cls.push(cls);
-      table.proto.push(PROTO_BY_INDEX[p]);
-      table.fallback.push(fallback[p]);
-      table.segStart.push(table.segs.length);
-      candidates[p].length = 0;
-      fallback[p] = -1;
-    }
-  }
-  return table;
+  return { hash, lpm, exactProtos, anyProtos };
 }

@@ -8,6 +8,7 @@
 
 import { contains } from "./cidr.ts";
 import { type IpPacket, type ParsedPacket, parsePacket } from "./packet.ts";
+import { hasIcmpKey, hasPorts, ND_TYPE_FIRST, ND_TYPE_LAST, PROTOCOL_NUMBER } from "./protocol.ts";
 import type { Direction, Policy, Rule } from "./types.ts";
 
 /** Why a packet got its verdict. */
@@ -23,14 +24,6 @@ export interface Decision {
   rule?: string;
 }
 
-const RULE_PROTOCOL_NUMBER: Readonly<Record<string, number>> = {
-  tcp: 6,
-  udp: 17,
-  sctp: 132,
-  icmp: 1,
-  icmpv6: 58,
-};
-
 /** Decides a raw Ethernet frame seen in direction `dir`. */
 export function evaluate(policy: Policy, dir: Direction, frame: Uint8Array): Decision {
   return evaluateParsed(policy, dir, parsePacket(frame));
@@ -42,7 +35,10 @@ export function evaluateParsed(policy: Policy, dir: Direction, pkt: ParsedPacket
   if (pkt.kind === "malformed") return { verdict: "deny", reason: "malformed" };
 
   const t = pkt.icmpType;
-  if (pkt.proto === 58 && !pkt.laterFragment && t !== undefined && t >= 133 && t <= 137) {
+  if (
+    pkt.proto === PROTOCOL_NUMBER.icmpv6 && !pkt.laterFragment && t !== undefined &&
+    t >= ND_TYPE_FIRST && t <= ND_TYPE_LAST
+  ) {
     const named = policy.rules.some((r) =>
       appliesTo(r, dir) && r.icmp?.type === t && (r.protocol === "icmpv6" || r.protocol === "any")
     );
@@ -66,7 +62,7 @@ function appliesTo(rule: Rule, dir: Direction): boolean {
 export function ruleMatches(rule: Rule, dir: Direction, pkt: IpPacket): boolean {
   if (!appliesTo(rule, dir)) return false;
 
-  if (rule.protocol !== "any" && RULE_PROTOCOL_NUMBER[rule.protocol] !== pkt.proto) return false;
+  if (rule.protocol !== "any" && PROTOCOL_NUMBER[rule.protocol] !== pkt.proto) return false;
 
   if (rule.cidrs && rule.cidrs.length > 0) {
     const peer = dir === "ingress" ? pkt.src : pkt.dst;
@@ -75,15 +71,14 @@ export function ruleMatches(rule: Rule, dir: Direction, pkt: IpPacket): boolean 
 
   if (rule.ports && rule.ports.length > 0) {
     // A port exists only on a TCP, UDP or SCTP header that was parsed.
-    const isPortProto = pkt.proto === 6 || pkt.proto === 17 || pkt.proto === 132;
-    if (pkt.laterFragment || !isPortProto || pkt.l4 === undefined) return false;
+    if (pkt.laterFragment || !hasPorts(pkt.proto) || pkt.l4 === undefined) return false;
     const port = pkt.l4;
     if (!rule.ports.some((r) => port >= r.from && port <= r.to)) return false;
   }
 
   if (rule.icmp) {
     // A type exists only on an ICMP or ICMPv6 header that was parsed.
-    if (pkt.laterFragment || pkt.icmpType === undefined) return false;
+    if (pkt.laterFragment || !hasIcmpKey(pkt.proto) || pkt.icmpType === undefined) return false;
     if (pkt.icmpType !== rule.icmp.type) return false;
     if (rule.icmp.code !== undefined && pkt.icmpCode !== rule.icmp.code) return false;
   }

@@ -92,12 +92,15 @@ export function firstCoverSegments(flat: readonly number[], out: number[] = []):
   let singleRule = true;
   for (let i = 3; i < flat.length && singleRule; i += 3) singleRule = flat[i + 2] === flat[2];
   if (singleRule) {
-    out.push(...mergeSorted(sortTriples(flat.slice())));
+    const merged = mergeSorted(sortTriples(flat.slice()));
+    for (let i = 0; i < merged.length; i++) out.push(merged[i]);
     return out;
   }
   const base = out.length;
   // Boundary points: every start and every end + 1.
-  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => flat[3 * a] - flat[3 * b]);
+  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) =>
+    flat[3 * a] - flat[3 * b]
+  );
   const points: number[] = [];
   for (let i = 0; i < count; i++) points.push(flat[3 * i], flat[3 * i + 1] + 1);
   points.sort((a, b) => a - b);

@@ -14,13 +14,14 @@ import {
   PF_CIDR4,
   PF_CIDR6,
   PF_LPM_PORTS,
+  PROTO_ICMPV6,
   PROTO_INDEX,
 } from "../datapath/layout.ts";
 import { maskAddress } from "./cidr.ts";
 import type { AddrClassEntry, CompiledDirection, CompiledPolicy } from "./compile.ts";
 import type { Decision } from "./evaluate.ts";
 import type { IpPacket, ParsedPacket } from "./packet.ts";
-import { protoClassOf } from "./protocol.ts";
+import { ND_TYPE_FIRST, ND_TYPE_LAST, protoClassOf } from "./protocol.ts";
 import type { Direction } from "./types.ts";
 
 interface AddrIndex {
@@ -154,9 +155,10 @@ export function decideCompiled(
 
 function isNdBypass(compiled: CompiledPolicy, dir: Direction, pkt: IpPacket): boolean {
   const t = pkt.icmpType;
-  if (pkt.proto !== 58 || pkt.laterFragment || t === undefined || t < 133 || t > 137) {
-    return false;
-  }
+  if (
+    pkt.proto !== PROTO_ICMPV6 || pkt.laterFragment || t === undefined || t < ND_TYPE_FIRST ||
+    t > ND_TYPE_LAST
+  ) return false;
   const cd = compiled.dirs[dir === "ingress" ? 0 : 1];
-  return (cd.ndNamed & (1 << (t - 133))) === 0;
+  return (cd.ndNamed & (1 << (t - ND_TYPE_FIRST))) === 0;
 }

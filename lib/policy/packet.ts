@@ -5,7 +5,15 @@
  * @module
  */
 
-import { MAX_IPV6_EXT, MAX_VLAN_TAGS } from "../datapath/layout.ts";
+import {
+  MAX_IPV6_EXT,
+  MAX_VLAN_TAGS,
+  PROTO_ICMP,
+  PROTO_ICMPV6,
+  PROTO_SCTP,
+  PROTO_TCP,
+  PROTO_UDP,
+} from "../datapath/layout.ts";
 
 /** What the parser made of a frame. */
 export type ParsedPacket =
@@ -34,26 +42,33 @@ export interface IpPacket {
   icmpCode?: number;
 }
 
-/** EtherTypes the parser knows. */
+/** EtherType of IPv4. */
 export const ETH_P_IP = 0x0800;
+/** EtherType of IPv6. */
 export const ETH_P_IPV6 = 0x86dd;
+/** EtherType (TPID) of an 802.1Q VLAN tag. */
 export const ETH_P_8021Q = 0x8100;
+/** EtherType (TPID) of an 802.1ad (QinQ service) VLAN tag. */
 export const ETH_P_8021AD = 0x88a8;
 
-/** IPv6 extension header numbers walked by the parser. */
+/** IPv6 hop-by-hop options header. */
 export const IPV6_HOPOPTS = 0;
+/** IPv6 routing header. */
 export const IPV6_ROUTING = 43;
+/** IPv6 fragment header. */
 export const IPV6_FRAGMENT = 44;
+/** IPv6 authentication header. */
 export const IPV6_AH = 51;
+/** IPv6 destination options header. */
 export const IPV6_DSTOPTS = 60;
 
 /** Minimum L4 header length per raw protocol (the ones the parser reads). */
 export const L4_HEADER_LEN: Readonly<Record<number, number>> = {
-  6: 20,
-  17: 8,
-  132: 12,
-  1: 8,
-  58: 8,
+  [PROTO_TCP]: 20,
+  [PROTO_UDP]: 8,
+  [PROTO_SCTP]: 12,
+  [PROTO_ICMP]: 8,
+  [PROTO_ICMPV6]: 8,
 };
 
 /** True for the five IPv6 extension headers the parser walks. */
@@ -63,11 +78,11 @@ export function isIpv6ExtHeader(nh: number): boolean {
 }
 
 const PROTO_NAMES: Readonly<Record<number, string>> = {
-  6: "TCP",
-  17: "UDP",
-  132: "SCTP",
-  1: "ICMP",
-  58: "ICMPv6",
+  [PROTO_TCP]: "TCP",
+  [PROTO_UDP]: "UDP",
+  [PROTO_SCTP]: "SCTP",
+  [PROTO_ICMP]: "ICMP",
+  [PROTO_ICMPV6]: "ICMPv6",
 };
 
 function malformed(reason: string): ParsedPacket {
@@ -160,7 +175,7 @@ function parseL4(
   if (p + need > frame.length) {
     return malformed(`${PROTO_NAMES[proto]} header needs ${need} bytes at byte ${p}`);
   }
-  if (proto === 1 || proto === 58) {
+  if (proto === PROTO_ICMP || proto === PROTO_ICMPV6) {
     pkt.icmpType = frame[p];
     pkt.icmpCode = frame[p + 1];
     pkt.l4 = (frame[p] << 8) | frame[p + 1];

@@ -58,8 +58,9 @@ export function hasIcmpKey(protoClass: number): boolean {
   return protoClass === PROTO_ICMP || protoClass === PROTO_ICMPV6;
 }
 
-/** First and last ICMPv6 neighbour-discovery types (RS, RA, NS, NA, redirect). */
+/** First ICMPv6 neighbour-discovery type (router solicitation). */
 export const ND_TYPE_FIRST = 133;
+/** Last ICMPv6 neighbour-discovery type (redirect). */
 export const ND_TYPE_LAST = 137;
 
 /** Parses a protocol name (`tcp`...) or a decimal number 0..255 into a number. */

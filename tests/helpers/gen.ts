@@ -15,7 +15,7 @@
  * @module
  */
 
-import { formatIp, makeCidr } from "../../lib/policy/cidr.ts";
+import { formatIp, makeCidr, parseCidr } from "../../lib/policy/cidr.ts";
 import {
   buildFrameDetailed,
   type FrameSpec,
@@ -172,7 +172,9 @@ function portPool(rng: Rng, wide: number): PortRange[] {
 }
 
 function randomIcmp(rng: Rng, protocol: Protocol): IcmpMatch {
-  const type = rng.chance(0.9) ? rng.pick(protocol === "icmp" ? ICMP4_TYPES : ICMP6_TYPES) : rng.int(0, 255);
+  const type = rng.chance(0.9)
+    ? rng.pick(protocol === "icmp" ? ICMP4_TYPES : ICMP6_TYPES)
+    : rng.int(0, 255);
   return rng.chance(0.4) ? { type, code: rng.pick([0, 0, 1, 3, rng.int(0, 255)]) } : { type };
 }
 
@@ -218,7 +220,9 @@ export function formatPolicy(policy: Policy): string {
     if (r.ports?.length) {
       parts.push(`ports=${r.ports.map((p) => p.from === p.to ? p.from : `${p.from}-${p.to}`)}`);
     }
-    if (r.icmp) parts.push(`icmp=${r.icmp.type}${r.icmp.code === undefined ? "" : "/" + r.icmp.code}`);
+    if (r.icmp) {
+      parts.push(`icmp=${r.icmp.type}${r.icmp.code === undefined ? "" : "/" + r.icmp.code}`);
+    }
     if (r.cidrs?.length) parts.push(`cidrs=${r.cidrs.map((c) => c.text).join(",")}`);
     lines.push(parts.join(" "));
   });
@@ -363,7 +367,9 @@ export function randomFrame(rng: Rng, policy: Policy, opts: FrameGenOptions = {}
     if (named.length && rng.chance(0.6)) {
       const m = rng.pick(named);
       spec.icmpType = m.type;
-      spec.icmpCode = m.code !== undefined && rng.chance(0.7) ? m.code : rng.pick([0, 1, rng.int(0, 255)]);
+      spec.icmpCode = m.code !== undefined && rng.chance(0.7)
+        ? m.code
+        : rng.pick([0, 1, rng.int(0, 255)]);
     } else {
       spec.icmpType = proto === 58 && rng.chance(0.4)
         ? rng.int(133, 137)
@@ -437,9 +443,17 @@ export function largePolicy(seed: number, n: number): Policy {
     if (rules.length > 0 && rng.chance(0.1)) {
       cidr = nestedIn(rng, rng.pick(rules).cidrs![0]);
     } else if (rng.chance(0.7)) {
-      cidr = makeCidr(4, rng.bytes(4), rng.weighted([[80, 32], [15, rng.int(20, 31)], [5, rng.int(8, 19)]]));
+      cidr = makeCidr(
+        4,
+        rng.bytes(4),
+        rng.weighted([[80, 32], [15, rng.int(20, 31)], [5, rng.int(8, 19)]]),
+      );
     } else {
-      cidr = makeCidr(6, randomAddr(rng, 6), rng.weighted([[70, 128], [20, 64], [10, rng.int(32, 127)]]));
+      cidr = makeCidr(
+        6,
+        randomAddr(rng, 6),
+        rng.weighted([[70, 128], [20, 64], [10, rng.int(32, 127)]]),
+      );
     }
     if (seen.has(cidr.text)) continue;
     seen.add(cidr.text);
@@ -454,4 +468,37 @@ export function largePolicy(seed: number, n: number): Policy {
     });
   }
   return { name: `large${n}`, defaultAction: "deny", rules };
+}
+
+/** A compact rule description for hand-written tests: CIDRs as text, ports as numbers or pairs. */
+export type RuleSpec = Partial<Omit<Rule, "cidrs" | "ports">> & {
+  cidrs?: string[];
+  ports?: (number | [number, number])[];
+};
+
+/**
+ * A policy named `t` from compact rule descriptions. Defaults: action allow,
+ * direction ingress, protocol any, name `r<index>`.
+ */
+export function makePolicy(defaultAction: Action, ...specs: RuleSpec[]): Policy {
+  return {
+    name: "t",
+    defaultAction,
+    rules: specs.map((s, i) => {
+      const rule: Rule = {
+        name: s.name ?? `r${i}`,
+        action: s.action ?? "allow",
+        direction: s.direction ?? "ingress",
+        protocol: s.protocol ?? "any",
+      };
+      if (s.ports) {
+        rule.ports = s.ports.map((p) =>
+          Array.isArray(p) ? { from: p[0], to: p[1] } : { from: p, to: p }
+        );
+      }
+      if (s.cidrs) rule.cidrs = s.cidrs.map((c) => parseCidr(c));
+      if (s.icmp) rule.icmp = s.icmp;
+      return rule;
+    }),
+  };
 }
