@@ -13,17 +13,26 @@ import type { CompiledPolicy } from "../policy/compile.ts";
 import {
   ACTION_ALLOW,
   ACTION_DENY,
+  Addr4Key,
+  Addr6Key,
+  ADDR_HASH_MAX_LENS,
   ADDR_KEY_HEAD_BITS,
+  ADDR_LEN_END,
   ClassValue,
   encode,
+  FAST_TABLE_SIZE,
+  KIND_EXACT,
   type Layout,
   LpmV4Key,
   LpmV6Key,
   MAX_COUNTERS,
   MAX_SLOTS,
+  PF_ADDR4_HASH,
+  PF_ADDR6_HASH,
   PolicyValue,
   PORT_KEY_HEAD_BITS,
   PortLpmKey,
+  PROTO_INDEX,
   RuleKey,
   SLOT_NONE,
   type Values,
@@ -48,16 +57,45 @@ export interface PolicyEntries {
   policy: Uint8Array;
   lpmV4: MapEntries;
   lpmV6: MapEntries;
+  addr4Hash: MapEntries;
+  addr6Hash: MapEntries;
   ruleHash: MapEntries;
   portLpm: MapEntries;
+  /** Fast L4 tables this policy fills: 1-based table id and its 65536 `fast_l4` values. */
+  fast: FastTable[];
+}
+
+/** One `fast_l4` table: class 0's exact entries of one direction and protocol. */
+export interface FastTable {
+  table: number;
+  values: Uint32Array;
 }
 
 /** The keys of one slot's entries, per map, for deletion. */
 export interface PolicyKeys {
   lpmV4: MapEntries;
   lpmV6: MapEntries;
+  addr4Hash: MapEntries;
+  addr6Hash: MapEntries;
   ruleHash: MapEntries;
   portLpm: MapEntries;
+  /** The fast tables the policy uses (free them with the slot). */
+  fastTables: number[];
+}
+
+/** Options of {@link encodePolicyEntries}. */
+export interface EncodeOptions {
+  /**
+   * Free `fast_l4` tables (1-based ids) this policy may take, in order: one per
+   * direction and protocol whose class-0 exact entries then go there instead
+   * of `rule_hash`. Default: none.
+   */
+  fastTables?: readonly number[];
+  /**
+   * Classify addresses by hash (one lookup per CIDR length) where a direction
+   * uses few enough lengths; false: always the LPM tries. Default true.
+   */
+  addrHash?: boolean;
 }
 
 /** Counter index of rule `rule` in direction `dir` (DIR_INGRESS/DIR_EGRESS). */
@@ -158,67 +196,163 @@ export class LayoutWriter {
 const W = {
   v4Key: new LayoutWriter(LpmV4Key),
   v6Key: new LayoutWriter(LpmV6Key),
+  a4Key: new LayoutWriter(Addr4Key),
+  a6Key: new LayoutWriter(Addr6Key),
   cls: new LayoutWriter(ClassValue),
   ruleKey: new LayoutWriter(RuleKey),
   portKey: new LayoutWriter(PortLpmKey),
   verdict: new LayoutWriter(VerdictValue),
 };
 
-function sizes(c: CompiledPolicy) {
-  const [a, b] = c.dirs;
-  return {
-    v4: a.v4.length + b.v4.length,
-    v6: a.v6.length + b.v6.length,
-    hash: a.hash.length + b.hash.length,
-    lpm: a.lpm.length + b.lpm.length,
-  };
+/** How one direction of a compiled policy is laid out in the maps. */
+interface DirPlan {
+  /** Address lookup per family: by hash (the lengths used, longest first) or by LPM trie. */
+  v4Lens: number[] | null;
+  v6Lens: number[] | null;
+  /** PROTO_INDEX -> fast table id (hash mode, class 0, protocols with an L4 key). */
+  fast: Map<number, number>;
+}
+
+const L4_PROTO_INDEXES = new Set([0, 1, 2, 3, 4]); // tcp, udp, sctp, icmp, icmpv6
+
+/** The distinct lengths, longest first, if few enough for hash lookups; else null. */
+function hashLens(entries: readonly { len: number }[]): number[] | null {
+  const lens = [...new Set(entries.map((e) => e.len))].sort((a, b) => b - a);
+  return lens.length <= ADDR_HASH_MAX_LENS ? lens : null;
+}
+
+function plan(compiled: CompiledPolicy, opts: EncodeOptions): DirPlan[] {
+  const freeTables = opts.fastTables ?? [];
+  const addrHash = opts.addrHash ?? true;
+  let next = 0;
+  return compiled.dirs.map((cd) => {
+    const fast = new Map<number, number>();
+    if (cd.mode === "hash") {
+      for (const e of cd.hash) {
+        const idx = PROTO_INDEX[e.proto];
+        if (e.cls !== 0 || e.kind !== KIND_EXACT || !L4_PROTO_INDEXES.has(idx) || fast.has(idx)) {
+          continue;
+        }
+        if (next >= freeTables.length) break;
+        fast.set(idx, freeTables[next++]);
+      }
+    }
+    return {
+      v4Lens: addrHash ? hashLens(cd.v4) : null,
+      v6Lens: addrHash ? hashLens(cd.v6) : null,
+      fast,
+    };
+  });
+}
+
+function isFast(p: DirPlan, e: { proto: number; cls: number; kind: number }): boolean {
+  return e.cls === 0 && e.kind === KIND_EXACT && p.fast.has(PROTO_INDEX[e.proto]);
+}
+
+function sizes(c: CompiledPolicy, plans: DirPlan[]) {
+  const n = { v4: 0, v6: 0, a4: 0, a6: 0, hash: 0, lpm: 0 };
+  c.dirs.forEach((cd, d) => {
+    if (plans[d].v4Lens) n.a4 += cd.v4.length;
+    else n.v4 += cd.v4.length;
+    if (plans[d].v6Lens) n.a6 += cd.v6.length;
+    else n.v6 += cd.v6.length;
+    for (const e of cd.hash) if (!isFast(plans[d], e)) n.hash++;
+    n.lpm += cd.lpm.length;
+  });
+  return n;
+}
+
+/** The fast-table value of a decision: ((counter + 1) << 1) | action (0 is "none"). */
+function fastValue(counter: number, action: number): number {
+  return ((counter + 1) * 2 + action) >>> 0;
 }
 
 /** Writes every key (and, with `withValues`, value) of the slot's entries. */
 function fill(
   compiled: CompiledPolicy,
+  plans: DirPlan[],
   slot: number,
   counterBase: number,
   withValues: boolean,
-): PolicyKeys {
-  const n = sizes(compiled);
+): Omit<PolicyEntries, "slot" | "counterBase" | "counterCount" | "policy"> {
+  const n = sizes(compiled, plans);
   const lpmV4 = batch(LpmV4Key, withValues ? ClassValue : null, n.v4);
   const lpmV6 = batch(LpmV6Key, withValues ? ClassValue : null, n.v6);
+  const addr4Hash = batch(Addr4Key, withValues ? ClassValue : null, n.a4);
+  const addr6Hash = batch(Addr6Key, withValues ? ClassValue : null, n.a6);
   const ruleHash = batch(RuleKey, withValues ? VerdictValue : null, n.hash);
   const portLpm = batch(PortLpmKey, withValues ? VerdictValue : null, n.lpm);
+  const fast: FastTable[] = [];
   const actions = compiled.policy.rules.map((r) => actionCode(r.action));
-  const views = [lpmV4, lpmV6, ruleHash, portLpm].map((m) => ({
+  const views = [lpmV4, lpmV6, addr4Hash, addr6Hash, ruleHash, portLpm].map((m) => ({
     k: new DataView(m.keys.buffer),
     v: new DataView(m.values.buffer),
   }));
-  const [vV4, vV6, vHash, vLpm] = views;
+  const [vV4, vV6, vA4, vA6, vHash, vLpm] = views;
   // Reused value objects: one shape each, no allocation per entry.
   const addrKey = { prefixlen: 0, slot, dir: 0, addr: new Uint8Array(0) as Uint8Array };
+  const hashAddrKey = { slot, dir: 0, len: 0, addr: new Uint8Array(0) as Uint8Array };
   const clsValue = { cls: 0 };
   const ruleKey = { slot, dir: 0, proto: 0, cls: 0, l4: 0, kind: 0 };
   const portKey = { prefixlen: 0, slot, dir: 0, proto: 0, cls: 0, l4: 0 };
   const verdict = { counter: 0, action: 0 };
-  let i4 = 0, i6 = 0, ih = 0, il = 0;
+  let i4 = 0, i6 = 0, a4 = 0, a6 = 0, ih = 0, il = 0;
   for (let dir = 0; dir < 2; dir++) {
     const cd = compiled.dirs[dir];
-    addrKey.dir = ruleKey.dir = portKey.dir = dir;
+    const p = plans[dir];
+    addrKey.dir =
+      hashAddrKey.dir =
+      ruleKey.dir =
+      portKey.dir =
+        dir;
     for (const e of cd.v4) {
-      addrKey.prefixlen = ADDR_KEY_HEAD_BITS + e.len;
-      addrKey.addr = e.addr;
-      W.v4Key.write(vV4.k, lpmV4.keys, i4, addrKey);
       clsValue.cls = e.cls;
-      if (withValues) W.cls.write(vV4.v, lpmV4.values, i4, clsValue);
-      i4++;
+      if (p.v4Lens) {
+        hashAddrKey.len = e.len;
+        hashAddrKey.addr = e.addr;
+        W.a4Key.write(vA4.k, addr4Hash.keys, a4, hashAddrKey);
+        if (withValues) W.cls.write(vA4.v, addr4Hash.values, a4, clsValue);
+        a4++;
+      } else {
+        addrKey.prefixlen = ADDR_KEY_HEAD_BITS + e.len;
+        addrKey.addr = e.addr;
+        W.v4Key.write(vV4.k, lpmV4.keys, i4, addrKey);
+        if (withValues) W.cls.write(vV4.v, lpmV4.values, i4, clsValue);
+        i4++;
+      }
     }
     for (const e of cd.v6) {
-      addrKey.prefixlen = ADDR_KEY_HEAD_BITS + e.len;
-      addrKey.addr = e.addr;
-      W.v6Key.write(vV6.k, lpmV6.keys, i6, addrKey);
       clsValue.cls = e.cls;
-      if (withValues) W.cls.write(vV6.v, lpmV6.values, i6, clsValue);
-      i6++;
+      if (p.v6Lens) {
+        hashAddrKey.len = e.len;
+        hashAddrKey.addr = e.addr;
+        W.a6Key.write(vA6.k, addr6Hash.keys, a6, hashAddrKey);
+        if (withValues) W.cls.write(vA6.v, addr6Hash.values, a6, clsValue);
+        a6++;
+      } else {
+        addrKey.prefixlen = ADDR_KEY_HEAD_BITS + e.len;
+        addrKey.addr = e.addr;
+        W.v6Key.write(vV6.k, lpmV6.keys, i6, addrKey);
+        if (withValues) W.cls.write(vV6.v, lpmV6.values, i6, clsValue);
+        i6++;
+      }
+    }
+    const tables = new Map<number, Uint32Array>();
+    for (const [idx, table] of p.fast) {
+      const values = new Uint32Array(withValues ? FAST_TABLE_SIZE : 0);
+      tables.set(idx, values);
+      fast.push({ table, values });
     }
     for (const e of cd.hash) {
+      if (isFast(p, e)) {
+        if (withValues) {
+          tables.get(PROTO_INDEX[e.proto])![e.l4] = fastValue(
+            ruleCounterIndex(counterBase, e.rule, dir),
+            actions[e.rule],
+          );
+        }
+        continue;
+      }
       ruleKey.proto = e.proto;
       ruleKey.cls = e.cls;
       ruleKey.l4 = e.l4;
@@ -245,7 +379,14 @@ function fill(
       il++;
     }
   }
-  return { lpmV4, lpmV6, ruleHash, portLpm };
+  return { lpmV4, lpmV6, addr4Hash, addr6Hash, ruleHash, portLpm, fast };
+}
+
+/** `lens` as the `addr_lens*` bytes of one direction: longest first, then ADDR_LEN_END. */
+function lensBytes(lens: number[] | null): number[] {
+  const out = new Array(ADDR_HASH_MAX_LENS).fill(ADDR_LEN_END);
+  (lens ?? []).forEach((len, i) => out[i] = len);
+  return out;
 }
 
 /**
@@ -256,6 +397,7 @@ export function encodePolicyEntries(
   compiled: CompiledPolicy,
   slot: number,
   counterBase: number,
+  opts: EncodeOptions = {},
 ): PolicyEntries {
   checkSlot(slot);
   if (
@@ -268,30 +410,48 @@ export function encodePolicyEntries(
       }`,
     );
   }
+  const plans = plan(compiled, opts);
   const n = compiled.policy.rules.length;
   const [ing, egr] = compiled.dirs;
+  const flags = (d: number) =>
+    compiled.dirs[d].flags | (plans[d].v4Lens ? PF_ADDR4_HASH : 0) |
+    (plans[d].v6Lens ? PF_ADDR6_HASH : 0);
+  const fastTable = new Array(12).fill(0);
+  plans.forEach((p, d) => p.fast.forEach((table, idx) => fastTable[d * 6 + idx] = table));
   const policy = encode(PolicyValue, {
     default_counter: [
       defaultCounterIndex(counterBase, n, 0),
       defaultCounterIndex(counterBase, n, 1),
     ],
-    flags: [ing.flags, egr.flags],
+    flags: [flags(0), flags(1)],
     nd_named: [ing.ndNamed, egr.ndNamed],
     exact_protos: [ing.exactProtos, egr.exactProtos],
     any_protos: [ing.anyProtos, egr.anyProtos],
     default_action: actionCode(compiled.defaultAction),
+    fast_table: fastTable,
+    addr_lens4: [...lensBytes(plans[0].v4Lens), ...lensBytes(plans[1].v4Lens)],
+    addr_lens6: [...lensBytes(plans[0].v6Lens), ...lensBytes(plans[1].v6Lens)],
   });
   return {
     slot,
     counterBase,
     counterCount: compiled.counterCount,
     policy,
-    ...fill(compiled, slot, counterBase, true),
+    ...fill(compiled, plans, slot, counterBase, true),
   };
 }
 
-/** The keys of every entry `encodePolicyEntries` writes for `slot`, to delete them. */
-export function encodePolicyKeys(compiled: CompiledPolicy, slot: number): PolicyKeys {
+/**
+ * The keys of every entry `encodePolicyEntries` writes for `slot` with the
+ * same options, to delete them; and the fast tables it used.
+ */
+export function encodePolicyKeys(
+  compiled: CompiledPolicy,
+  slot: number,
+  opts: EncodeOptions = {},
+): PolicyKeys {
   checkSlot(slot);
-  return fill(compiled, slot, 0, false);
+  const plans = plan(compiled, opts);
+  const { fast, ...keys } = fill(compiled, plans, slot, 0, false);
+  return { ...keys, fastTables: fast.map((f) => f.table) };
 }

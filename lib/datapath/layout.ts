@@ -326,11 +326,27 @@ export const PolicyValue = defineLayout(
   "tfw_policy",
   "A compiled policy instance (array index = slot).",
   [
-    { name: "default_counter", type: "u32[2]", doc: "counter index of the default action, per direction" },
+    {
+      name: "default_counter",
+      type: "u32[2]",
+      doc: "counter index of the default action, per direction",
+    },
     { name: "flags", type: "u8[2]", doc: "PF_* bits, per direction" },
-    { name: "nd_named", type: "u8[2]", doc: "bit t-133 set: a rule names ICMPv6 type t (133..137), per direction" },
-    { name: "exact_protos", type: "u8[2]", doc: "hash mode: bit per proto index with KIND_EXACT entries, per direction" },
-    { name: "any_protos", type: "u8[2]", doc: "hash mode: bit per proto index with KIND_ANY entries, per direction" },
+    {
+      name: "nd_named",
+      type: "u8[2]",
+      doc: "bit t-133 set: a rule names ICMPv6 type t (133..137), per direction",
+    },
+    {
+      name: "exact_protos",
+      type: "u8[2]",
+      doc: "hash mode: bit per proto index with KIND_EXACT entries, per direction",
+    },
+    {
+      name: "any_protos",
+      type: "u8[2]",
+      doc: "hash mode: bit per proto index with KIND_ANY entries, per direction",
+    },
     { name: "default_action", type: "u8", doc: "ACTION_ALLOW or ACTION_DENY" },
     {
       name: "fast_table",
@@ -470,4 +486,3 @@ export const LAYOUTS: readonly Layout[] = [
   VerdictValue,
   CounterValue,
 ];
-

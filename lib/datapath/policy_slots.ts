@@ -13,11 +13,19 @@ import {
   decode,
   DIR_INGRESS,
   encode,
+  FAST_TABLE_SIZE,
+  FAST_TABLES,
   MAX_SLOTS,
   SLOT_NONE,
   StateValue,
 } from "./layout.ts";
-import { defaultCounterIndex, encodePolicyEntries, encodePolicyKeys } from "./entries.ts";
+import {
+  defaultCounterIndex,
+  encodePolicyEntries,
+  type FastTable,
+  type MapEntries,
+  type PolicyKeys,
+} from "./entries.ts";
 import { type BpfMap, type Datapath, sumPerCpu, u32Key } from "./object.ts";
 import { RangeAllocator } from "./ranges.ts";
 
@@ -26,6 +34,8 @@ export interface InstalledPolicy {
   readonly slot: number;
   readonly counterBase: number;
   readonly compiled: CompiledPolicy;
+  /** What to delete and free when it goes. */
+  readonly keys: PolicyKeys;
 }
 
 /** Packets and bytes counted for one rule (or the default) in one direction. */
@@ -41,6 +51,8 @@ export interface RuleCount {
 export class PolicySlots {
   readonly #dp: Datapath;
   readonly #freeSlots: number[] = [];
+  /** Free `fast_l4` tables, 1-based. */
+  readonly #freeTables: number[] = [];
   readonly #counters: RangeAllocator;
   readonly #zeroCounter = encode(CounterValue, {});
 
@@ -48,10 +60,16 @@ export class PolicySlots {
     this.#dp = dp;
     this.#counters = new RangeAllocator(dp.maps.counters.maxEntries);
     for (let s = MAX_SLOTS - 1; s > SLOT_NONE; s--) this.#freeSlots.push(s);
+    const tables = Math.floor(dp.maps.fast_l4.maxEntries / FAST_TABLE_SIZE);
+    for (let t = Math.min(tables, FAST_TABLES); t >= 1; t--) this.#freeTables.push(t);
   }
 
-  /** Writes `compiled` into a free slot with zeroed counters; nothing is attached to it yet. */
-  install(compiled: CompiledPolicy): InstalledPolicy {
+  /**
+   * Writes `compiled` into a free slot with zeroed counters; nothing is
+   * attached to it yet. `plain` skips the fast paths (address hashes, fast L4
+   * tables) and uses only the general LPM/hash structures: for tests.
+   */
+  install(compiled: CompiledPolicy, opts: { plain?: boolean } = {}): InstalledPolicy {
     const slot = this.#freeSlots.pop();
     if (slot === undefined) throw new Error(`all ${MAX_SLOTS - 1} policy slots are in use`);
     const counterBase = this.#counters.allocate(compiled.counterCount);
@@ -61,13 +79,36 @@ export class PolicySlots {
         `no room for ${compiled.counterCount} counters (capacity ${this.#dp.maps.counters.maxEntries})`,
       );
     }
-    const installed = { slot, counterBase, compiled };
+    const free = opts.plain ? [] : [...this.#freeTables].reverse();
+    const e = encodePolicyEntries(compiled, slot, counterBase, {
+      fastTables: free,
+      addrHash: !opts.plain,
+    });
+    const used = new Set(e.fast.map((f) => f.table));
+    const rest = this.#freeTables.filter((t) => !used.has(t));
+    this.#freeTables.splice(0, this.#freeTables.length, ...rest);
+    const installed: InstalledPolicy = {
+      slot,
+      counterBase,
+      compiled,
+      keys: {
+        lpmV4: keyOnly(e.lpmV4),
+        lpmV6: keyOnly(e.lpmV6),
+        addr4Hash: keyOnly(e.addr4Hash),
+        addr6Hash: keyOnly(e.addr6Hash),
+        ruleHash: keyOnly(e.ruleHash),
+        portLpm: keyOnly(e.portLpm),
+        fastTables: [...used],
+      },
+    };
     try {
-      const e = encodePolicyEntries(compiled, slot, counterBase);
       const maps = this.#dp.maps;
       this.#zeroCounters(counterBase, compiled.counterCount);
+      for (const t of e.fast) this.#writeFastTable(t);
       write(maps.lpm_v4, e.lpmV4);
       write(maps.lpm_v6, e.lpmV6);
+      write(maps.addr4_hash, e.addr4Hash);
+      write(maps.addr6_hash, e.addr6Hash);
       write(maps.rule_hash, e.ruleHash);
       write(maps.port_lpm, e.portLpm);
       maps.policies.update(u32Key(slot), e.policy);
@@ -78,15 +119,18 @@ export class PolicySlots {
     return installed;
   }
 
-  /** Deletes the entries of `installed` and frees its slot and counters. */
+  /** Deletes the entries of `installed` and frees its slot, counters and fast tables. */
   remove(installed: InstalledPolicy): void {
-    const k = encodePolicyKeys(installed.compiled, installed.slot);
+    const k = installed.keys;
     const maps = this.#dp.maps;
     maps.lpm_v4.deleteBatch(k.lpmV4.keys, k.lpmV4.count);
     maps.lpm_v6.deleteBatch(k.lpmV6.keys, k.lpmV6.count);
+    maps.addr4_hash.deleteBatch(k.addr4Hash.keys, k.addr4Hash.count);
+    maps.addr6_hash.deleteBatch(k.addr6Hash.keys, k.addr6Hash.count);
     maps.rule_hash.deleteBatch(k.ruleHash.keys, k.ruleHash.count);
     maps.port_lpm.deleteBatch(k.portLpm.keys, k.portLpm.count);
     this.#counters.free(installed.counterBase, installed.compiled.counterCount);
+    this.#freeTables.push(...k.fastTables);
     this.#freeSlots.push(installed.slot);
   }
 
@@ -157,6 +201,15 @@ export class PolicySlots {
     return [packets, bytes];
   }
 
+  /** Writes a whole fast table (every L4 key: entries not in the policy are FAST_NONE). */
+  #writeFastTable(t: FastTable): void {
+    const keys = new Uint32Array(FAST_TABLE_SIZE);
+    const base = (t.table - 1) * FAST_TABLE_SIZE;
+    for (let i = 0; i < FAST_TABLE_SIZE; i++) keys[i] = base + i;
+    const values = new Uint8Array(t.values.buffer, t.values.byteOffset, t.values.byteLength);
+    this.#dp.maps.fast_l4.updateBatch(new Uint8Array(keys.buffer), values, FAST_TABLE_SIZE);
+  }
+
   #zeroCounters(base: number, count: number): void {
     const keys = new Uint8Array(count * 4);
     const view = new DataView(keys.buffer);
@@ -165,6 +218,11 @@ export class PolicySlots {
     for (let i = 0; i < count; i++) values.set(this.#zeroCounter, i * CounterValue.size);
     this.#dp.maps.counters.updateBatch(keys, values, count);
   }
+}
+
+/** The keys of `m` only (what deletion needs). */
+function keyOnly(m: MapEntries): MapEntries {
+  return { keys: m.keys, values: new Uint8Array(), count: m.count };
 }
 
 function write(map: BpfMap, e: { keys: Uint8Array; values: Uint8Array; count: number }): void {

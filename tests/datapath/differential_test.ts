@@ -69,10 +69,10 @@ function checkPolicy(
   h: Harness,
   policy: Policy,
   frames: { frame: Uint8Array; spec?: unknown }[],
-  opts: { forceMode?: "hash" | "lpm"; seed: number },
+  opts: { forceMode?: "hash" | "lpm"; plain?: boolean; seed: number },
 ): string[] {
   const compiled = compilePolicy(policy, { forceMode: opts.forceMode });
-  const inst = h.slots.install(compiled);
+  const inst = h.slots.install(compiled, { plain: opts.plain });
   const n = policy.rules.length;
   const problems: string[] = [];
   try {
@@ -111,7 +111,9 @@ function checkPolicy(
         }
         if (got !== wantRet || where) {
           problems.push(
-            `seed ${opts.seed} (${opts.forceMode ?? "auto"} mode), ${dirName}: ` +
+            `seed ${opts.seed} (${opts.forceMode ?? "auto"} mode${
+              opts.plain ? ", plain" : ""
+            }), ${dirName}: ` +
               `expected ${want.verdict} by ${what}, kernel returned ${got}` +
               (where ? ` and ${where} did not count it` : "") +
               `\nframe ${hex(frame)}\nspec ${spec ? formatSpec(spec as never) : "-"}\n` +
@@ -155,9 +157,11 @@ Deno.test("differential: kernel and reference evaluator agree on generated polic
     for (const seed of seeds) {
       const policy = randomPolicy(new Rng(seed), { maxRules: seed % 4 === 0 ? 40 : 12 });
       const frames = randomFrames(seed, policy, FRAMES_PER_POLICY);
-      // Every third policy in LPM mode, so both L4 lookup paths face the same cases.
+      // Every third policy in LPM mode, every other one without the fast paths
+      // (address hashes, fast L4 tables), so every lookup path faces the same cases.
       const forceMode = seed % 3 === 0 ? "lpm" as const : undefined;
-      problems.push(...checkPolicy(h, policy, frames, { forceMode, seed }));
+      const plain = seed % 2 === 0;
+      problems.push(...checkPolicy(h, policy, frames, { forceMode, plain, seed }));
       packets += frames.filter((f) => f.frame.length >= ETH_HLEN).length;
       if (problems.length >= MAX_REPORTED) break;
     }
@@ -169,14 +173,16 @@ Deno.test("differential: kernel and reference evaluator agree on generated polic
   if (!only) assert.ok(seeds.length >= 50 && packets >= 20_000, "not enough cases were run");
 });
 
-Deno.test("differential: the built-in default policy in both L4 modes", () => {
+Deno.test("differential: the built-in default policy in both L4 modes, with and without fast paths", () => {
   const h = openHarness();
   const problems: string[] = [];
   try {
     const policy = defaultPolicy();
     const frames = randomFrames(7, policy, 2000);
     for (const forceMode of ["hash", "lpm"] as const) {
-      problems.push(...checkPolicy(h, policy, frames, { forceMode, seed: 7 }));
+      for (const plain of [false, true]) {
+        problems.push(...checkPolicy(h, policy, frames, { forceMode, plain, seed: 7 }));
+      }
     }
   } finally {
     closeHarness(h);
