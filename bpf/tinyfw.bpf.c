@@ -548,7 +548,6 @@ static __always_inline int count_and_act(__u32 counter, __u32 action, __u64 byte
 		c->packets += 1;
 		c->bytes += bytes;
 	}
-	stat_inc(STAT_DECIDED);
 	return action == ACTION_DENY ? XDP_DROP : XDP_PASS;
 }
 

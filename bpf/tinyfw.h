@@ -32,7 +32,6 @@
 #define STAT_MALFORMED 1
 #define STAT_ND 2
 #define STAT_UNCONFIGURED 3
-#define STAT_DECIDED 4
 #define STAT_COUNT 8
 #define MAX_VLAN_TAGS 2
 #define MAX_IPV6_EXT 6

@@ -222,7 +222,6 @@ export const STAT_NONIP = 0; // non-IP frames passed (ARP, LLDP, ...)
 export const STAT_MALFORMED = 1; // dropped: too short for the headers they announce
 export const STAT_ND = 2; // IPv6 neighbour discovery passed without a rule
 export const STAT_UNCONFIGURED = 3; // passed: attachment has no policy yet
-export const STAT_DECIDED = 4; // decided by a rule or a default action
 export const STAT_COUNT = 8;
 
 /** Parser bounds. */
@@ -279,7 +278,6 @@ export const CONSTANTS: Record<string, number> = {
   STAT_MALFORMED,
   STAT_ND,
   STAT_UNCONFIGURED,
-  STAT_DECIDED,
   STAT_COUNT,
   MAX_VLAN_TAGS,
   MAX_IPV6_EXT,
