@@ -373,12 +373,14 @@ static __always_inline __u32 word_mask(__u32 len, __u32 w)
  * CIDR length the policy uses (longest first), or by the LPM trie. Global:
  * verified once on its own.
  */
-__noinline __u32 tfw_classify(struct packet *pkt, struct tfw_policy *pol, __u32 slot, __u32 dir)
+__noinline int tfw_classify(struct packet *pkt, struct tfw_policy *pol, __u32 slot, __u32 dir,
+			    struct tfw_class *out)
 {
+	struct tfw_class *c = NULL;
 	__u8 *peer, flags;
 	__u32 i;
 
-	if (!pkt || !pol)
+	if (!pkt || !pol || !out)
 		return 0;
 	dir &= 1;
 	flags = pol->flags[dir];
@@ -392,7 +394,6 @@ __noinline __u32 tfw_classify(struct packet *pkt, struct tfw_policy *pol, __u32 
 		for (i = 0; i < ADDR_HASH_MAX_LENS; i++) {
 			__u32 len = pol->addr_lens4[(dir * ADDR_HASH_MAX_LENS + i) & 7];
 			__u32 masked;
-			struct tfw_class *c;
 
 			if (len > 32)
 				break;
@@ -401,10 +402,9 @@ __noinline __u32 tfw_classify(struct packet *pkt, struct tfw_policy *pol, __u32 
 			__builtin_memcpy(k.addr, &masked, 4);
 			c = bpf_map_lookup_elem(&addr4_hash, &k);
 			if (c)
-				return c->cls;
+				break;
 		}
-		return 0;
-	}
+	} else
 	if (pkt->family == 6 && (flags & PF_CIDR6) && (flags & PF_ADDR6_HASH)) {
 		struct tfw_addr6_key k = { .slot = slot, .dir = dir };
 		__u32 addr[4];
@@ -413,7 +413,6 @@ __noinline __u32 tfw_classify(struct packet *pkt, struct tfw_policy *pol, __u32 
 		for (i = 0; i < ADDR_HASH_MAX_LENS; i++) {
 			__u32 len = pol->addr_lens6[(dir * ADDR_HASH_MAX_LENS + i) & 7];
 			__u32 w[4];
-			struct tfw_class *c;
 
 			if (len > 128)
 				break;
@@ -425,35 +424,31 @@ __noinline __u32 tfw_classify(struct packet *pkt, struct tfw_policy *pol, __u32 
 			__builtin_memcpy(k.addr, w, 16);
 			c = bpf_map_lookup_elem(&addr6_hash, &k);
 			if (c)
-				return c->cls;
+				break;
 		}
-		return 0;
-	}
-	if (pkt->family == 4 && (flags & PF_CIDR4)) {
+	} else if (pkt->family == 4 && (flags & PF_CIDR4)) {
 		struct tfw_lpm_v4_key k = {
 			.prefixlen = ADDR_KEY_HEAD_BITS + 32,
 			.slot = bpf_htons(slot),
 			.dir = dir,
 		};
-		struct tfw_class *c;
 
 		__builtin_memcpy(k.addr, peer, 4);
 		c = bpf_map_lookup_elem(&lpm_v4, &k);
-		return c ? c->cls : 0;
-	}
-	if (pkt->family == 6 && (flags & PF_CIDR6)) {
+	} else if (pkt->family == 6 && (flags & PF_CIDR6)) {
 		struct tfw_lpm_v6_key k = {
 			.prefixlen = ADDR_KEY_HEAD_BITS + 128,
 			.slot = bpf_htons(slot),
 			.dir = dir,
 		};
-		struct tfw_class *c;
 
 		__builtin_memcpy(k.addr, peer, 16);
 		c = bpf_map_lookup_elem(&lpm_v6, &k);
-		return c ? c->cls : 0;
 	}
-	return 0;
+	if (!c)
+		return 0;
+	__builtin_memcpy(out, c, sizeof(*out));
+	return 1;
 }
 
 /* A decision found in the maps: counter and action, or found = 0 (the default decides). */
@@ -475,6 +470,14 @@ static __always_inline struct decision from_verdict(struct tfw_verdict *v)
 	return d;
 }
 
+/* A decision packed as ((counter + 1) << 1) | action (fast_l4, tfw_class). */
+static __always_inline struct decision unpack(__u32 packed)
+{
+	struct decision d = { 1, (packed >> 1) - 1, packed & 1 };
+
+	return d;
+}
+
 /* The rule for this packet, if any (DATAPATH.md §3 steps 3-4). */
 static __always_inline struct decision find_rule(struct packet *pkt, struct tfw_policy *pol,
 						 __u32 slot, __u32 dir)
@@ -483,8 +486,24 @@ static __always_inline struct decision find_rule(struct packet *pkt, struct tfw_
 	__u8 cls = proto_class(pkt->proto);
 	/* Only policies with CIDRs for this family pay for classification. */
 	__u8 need = pkt->family == 4 ? PF_CIDR4 : PF_CIDR6;
-	__u32 addr_cls = flags & need ? tfw_classify(pkt, pol, slot, dir) : 0;
+	struct tfw_class c;
+	__u32 addr_cls = 0;
 	struct decision none = {};
+	__u8 idx = proto_index(cls);
+
+	if ((flags & need) && tfw_classify(pkt, pol, slot, dir, &c)) {
+		addr_cls = c.cls;
+		if (c.inline_count <= CLASS_INLINE_MAX) {
+			/* The class's few decisions came with it: no second lookup. */
+			__u32 key = (__u32)cls << 16 | pkt->l4, i;
+
+			for (i = 0; i < CLASS_INLINE_MAX && pkt->has_l4; i++) {
+				if (i < c.inline_count && c.inline_key[i] == key)
+					return unpack(c.inline_verdict[i]);
+			}
+			return idx < 6 && c.any_verdict[idx] ? unpack(c.any_verdict[idx]) : none;
+		}
+	}
 
 	if (flags & PF_LPM_PORTS) {
 		struct tfw_port_key k = {
@@ -499,7 +518,6 @@ static __always_inline struct decision find_rule(struct packet *pkt, struct tfw_
 		return from_verdict(bpf_map_lookup_elem(&port_lpm, &k));
 	}
 
-	__u8 idx = proto_index(cls);
 	__u8 bit = 1 << idx;
 	struct tfw_rule_key k = {
 		.slot = slot,
@@ -520,11 +538,8 @@ static __always_inline struct decision find_rule(struct packet *pkt, struct tfw_
 		__u32 at = ((table - 1) % FAST_TABLES) * FAST_TABLE_SIZE + pkt->l4;
 		__u32 *e = bpf_map_lookup_elem(&fast_l4, &at);
 
-		if (e && *e != FAST_NONE) {
-			struct decision d = { 1, (*e >> 1) - 1, *e & 1 };
-
-			return d;
-		}
+		if (e && *e != FAST_NONE)
+			return unpack(*e);
 	} else if (pkt->has_l4 && (pol->exact_protos[dir] & bit)) {
 		k.l4 = pkt->l4;
 		k.kind = KIND_EXACT;

@@ -27,6 +27,8 @@
 #define FAST_TABLES 16
 #define FAST_TABLE_SIZE 65536
 #define FAST_NONE 0
+#define CLASS_INLINE_MAX 4
+#define CLASS_NOT_INLINE 4294967295
 #define SLOT_NONE 0
 #define STAT_NONIP 0
 #define STAT_MALFORMED 1
@@ -146,12 +148,20 @@ _Static_assert(__builtin_offsetof(struct tfw_addr6_key, dir) == 2, "tfw_addr6_ke
 _Static_assert(__builtin_offsetof(struct tfw_addr6_key, len) == 3, "tfw_addr6_key.len");
 _Static_assert(__builtin_offsetof(struct tfw_addr6_key, addr) == 4, "tfw_addr6_key.addr");
 
-/* An address class: the set of CIDR rules whose CIDRs contain the address. */
+/* An address class: the set of CIDR rules whose CIDRs contain the address. A class with at most CLASS_INLINE_MAX exact L4 entries carries all its decisions here (no second lookup). */
 struct tfw_class {
 	__u32 cls;
+	__u32 inline_count; /* entries used in inline_key/inline_verdict, or CLASS_NOT_INLINE */
+	__u32 inline_key[4]; /* proto class << 16 | L4 key */
+	__u32 inline_verdict[4]; /* ((counter + 1) << 1) | action */
+	__u32 any_verdict[6]; /* [proto index]: the any-L4 fallback, packed as above; 0 = the default */
 };
-_Static_assert(sizeof(struct tfw_class) == 4, "tfw_class size");
+_Static_assert(sizeof(struct tfw_class) == 64, "tfw_class size");
 _Static_assert(__builtin_offsetof(struct tfw_class, cls) == 0, "tfw_class.cls");
+_Static_assert(__builtin_offsetof(struct tfw_class, inline_count) == 4, "tfw_class.inline_count");
+_Static_assert(__builtin_offsetof(struct tfw_class, inline_key) == 8, "tfw_class.inline_key");
+_Static_assert(__builtin_offsetof(struct tfw_class, inline_verdict) == 24, "tfw_class.inline_verdict");
+_Static_assert(__builtin_offsetof(struct tfw_class, any_verdict) == 40, "tfw_class.any_verdict");
 
 /* Hash mode lookup: exact L4 key (KIND_EXACT) or the class's any-port fallback (KIND_ANY, l4 = 0). */
 struct tfw_rule_key {

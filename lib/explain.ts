@@ -8,13 +8,7 @@
 
 import { Datapath, sumPerCpu, testRun, u32Key } from "./datapath/object.ts";
 import { PolicySlots } from "./datapath/policy_slots.ts";
-import {
-  DIR_EGRESS,
-  DIR_INGRESS,
-  STAT_MALFORMED,
-  STAT_ND,
-  STAT_NONIP,
-} from "./datapath/layout.ts";
+import { DIR_EGRESS, DIR_INGRESS, STAT_MALFORMED, STAT_ND, STAT_NONIP } from "./datapath/layout.ts";
 import { compilePolicy } from "./policy/compile.ts";
 import { buildFrame, type FrameSpec } from "./policy/build.ts";
 import type { Policy } from "./policy/types.ts";

@@ -18,6 +18,8 @@ import {
   ADDR_HASH_MAX_LENS,
   ADDR_KEY_HEAD_BITS,
   ADDR_LEN_END,
+  CLASS_INLINE_MAX,
+  CLASS_NOT_INLINE,
   ClassValue,
   encode,
   FAST_TABLE_SIZE,
@@ -27,6 +29,7 @@ import {
   LpmV6Key,
   MAX_COUNTERS,
   MAX_SLOTS,
+  packVerdict,
   PF_ADDR4_HASH,
   PF_ADDR6_HASH,
   PolicyValue,
@@ -96,6 +99,11 @@ export interface EncodeOptions {
    * uses few enough lengths; false: always the LPM tries. Default true.
    */
   addrHash?: boolean;
+  /**
+   * Carry the decisions of classes with few exact entries in their address
+   * entries (one lookup instead of two). Default true.
+   */
+  inlineClasses?: boolean;
 }
 
 /** Counter index of rule `rule` in direction `dir` (DIR_INGRESS/DIR_EGRESS). */
@@ -211,6 +219,8 @@ interface DirPlan {
   v6Lens: number[] | null;
   /** PROTO_INDEX -> fast table id (hash mode, class 0, protocols with an L4 key). */
   fast: Map<number, number>;
+  /** Classes (not 0) whose decisions ride in their address entries. */
+  inline: Set<number>;
 }
 
 const L4_PROTO_INDEXES = new Set([0, 1, 2, 3, 4]); // tcp, udp, sctp, icmp, icmpv6
@@ -237,16 +247,32 @@ function plan(compiled: CompiledPolicy, opts: EncodeOptions): DirPlan[] {
         fast.set(idx, freeTables[next++]);
       }
     }
+    const inline = new Set<number>();
+    if (cd.mode === "hash" && (opts.inlineClasses ?? true)) {
+      const exact = new Map<number, number>();
+      for (const e of cd.hash) {
+        if (e.kind === KIND_EXACT) exact.set(e.cls, (exact.get(e.cls) ?? 0) + 1);
+      }
+      for (const e of [...cd.v4, ...cd.v6]) {
+        if ((exact.get(e.cls) ?? 0) <= CLASS_INLINE_MAX) inline.add(e.cls);
+      }
+    }
     return {
       v4Lens: addrHash ? hashLens(cd.v4) : null,
       v6Lens: addrHash ? hashLens(cd.v6) : null,
       fast,
+      inline,
     };
   });
 }
 
 function isFast(p: DirPlan, e: { proto: number; cls: number; kind: number }): boolean {
   return e.cls === 0 && e.kind === KIND_EXACT && p.fast.has(PROTO_INDEX[e.proto]);
+}
+
+/** Whether hash entry `e` lives elsewhere than rule_hash (a fast table or its class's value). */
+function offHash(p: DirPlan, e: { proto: number; cls: number; kind: number }): boolean {
+  return isFast(p, e) || p.inline.has(e.cls);
 }
 
 function sizes(c: CompiledPolicy, plans: DirPlan[]) {
@@ -256,15 +282,46 @@ function sizes(c: CompiledPolicy, plans: DirPlan[]) {
     else n.v4 += cd.v4.length;
     if (plans[d].v6Lens) n.a6 += cd.v6.length;
     else n.v6 += cd.v6.length;
-    for (const e of cd.hash) if (!isFast(plans[d], e)) n.hash++;
+    for (const e of cd.hash) if (!offHash(plans[d], e)) n.hash++;
     n.lpm += cd.lpm.length;
   });
   return n;
 }
 
-/** The fast-table value of a decision: ((counter + 1) << 1) | action (0 is "none"). */
-function fastValue(counter: number, action: number): number {
-  return ((counter + 1) * 2 + action) >>> 0;
+/** The `tfw_class` values of one direction: class id and, for inline classes, its decisions. */
+function classValues(
+  cd: CompiledPolicy["dirs"][number],
+  p: DirPlan,
+  verdictOf: (rule: number) => number,
+): Map<number, Values> {
+  const out = new Map<number, Values>();
+  for (const e of [...cd.v4, ...cd.v6]) {
+    if (out.has(e.cls)) continue;
+    out.set(
+      e.cls,
+      p.inline.has(e.cls)
+        ? {
+          cls: e.cls,
+          inline_count: 0,
+          inline_key: [],
+          inline_verdict: [],
+          any_verdict: [0, 0, 0, 0, 0, 0],
+        }
+        : { cls: e.cls, inline_count: CLASS_NOT_INLINE },
+    );
+  }
+  for (const e of cd.hash) {
+    if (!p.inline.has(e.cls)) continue;
+    const v = out.get(e.cls)!;
+    if (e.kind === KIND_EXACT) {
+      (v.inline_key as number[]).push((e.proto << 16) | e.l4);
+      (v.inline_verdict as number[]).push(verdictOf(e.rule));
+      v.inline_count = (v.inline_verdict as number[]).length;
+    } else {
+      (v.any_verdict as number[])[PROTO_INDEX[e.proto]] = verdictOf(e.rule);
+    }
+  }
+  return out;
 }
 
 /** Writes every key (and, with `withValues`, value) of the slot's entries. */
@@ -292,7 +349,6 @@ function fill(
   // Reused value objects: one shape each, no allocation per entry.
   const addrKey = { prefixlen: 0, slot, dir: 0, addr: new Uint8Array(0) as Uint8Array };
   const hashAddrKey = { slot, dir: 0, len: 0, addr: new Uint8Array(0) as Uint8Array };
-  const clsValue = { cls: 0 };
   const ruleKey = { slot, dir: 0, proto: 0, cls: 0, l4: 0, kind: 0 };
   const portKey = { prefixlen: 0, slot, dir: 0, proto: 0, cls: 0, l4: 0 };
   const verdict = { counter: 0, action: 0 };
@@ -300,13 +356,16 @@ function fill(
   for (let dir = 0; dir < 2; dir++) {
     const cd = compiled.dirs[dir];
     const p = plans[dir];
+    const verdictOf = (rule: number) =>
+      packVerdict(ruleCounterIndex(counterBase, rule, dir), actions[rule]);
+    const classes = withValues ? classValues(cd, p, verdictOf) : new Map<number, Values>();
     addrKey.dir =
       hashAddrKey.dir =
       ruleKey.dir =
       portKey.dir =
         dir;
     for (const e of cd.v4) {
-      clsValue.cls = e.cls;
+      const clsValue = classes.get(e.cls) ?? { cls: e.cls };
       if (p.v4Lens) {
         hashAddrKey.len = e.len;
         hashAddrKey.addr = e.addr;
@@ -322,7 +381,7 @@ function fill(
       }
     }
     for (const e of cd.v6) {
-      clsValue.cls = e.cls;
+      const clsValue = classes.get(e.cls) ?? { cls: e.cls };
       if (p.v6Lens) {
         hashAddrKey.len = e.len;
         hashAddrKey.addr = e.addr;
@@ -346,13 +405,14 @@ function fill(
     for (const e of cd.hash) {
       if (isFast(p, e)) {
         if (withValues) {
-          tables.get(PROTO_INDEX[e.proto])![e.l4] = fastValue(
+          tables.get(PROTO_INDEX[e.proto])![e.l4] = packVerdict(
             ruleCounterIndex(counterBase, e.rule, dir),
             actions[e.rule],
           );
         }
         continue;
       }
+      if (p.inline.has(e.cls)) continue;
       ruleKey.proto = e.proto;
       ruleKey.cls = e.cls;
       ruleKey.l4 = e.l4;

@@ -208,6 +208,16 @@ export const ADDR_HASH_MAX_LENS = 4;
 /** Ends a list of lengths in `addr_lens4` / `addr_lens6`. */
 export const ADDR_LEN_END = 0xff;
 
+/** Up to this many exact L4 entries of a class ride along in its `tfw_class` value. */
+export const CLASS_INLINE_MAX = 4;
+/** `tfw_class.inline_count` when the class's decisions are in rule_hash / port_lpm instead. */
+export const CLASS_NOT_INLINE = 0xffffffff;
+
+/** Packs a decision for `fast_l4` and `tfw_class`: ((counter + 1) << 1) | action; 0 is none. */
+export function packVerdict(counter: number, action: number): number {
+  return ((counter + 1) * 2 + action) >>> 0;
+}
+
 /** Number of fast L4 tables (65536 entries each) in `fast_l4`; 0 in `fast_table` means none. */
 export const FAST_TABLES = 16;
 export const FAST_TABLE_SIZE = 65536;
@@ -273,6 +283,8 @@ export const CONSTANTS: Record<string, number> = {
   FAST_TABLES,
   FAST_TABLE_SIZE,
   FAST_NONE,
+  CLASS_INLINE_MAX,
+  CLASS_NOT_INLINE,
   SLOT_NONE,
   STAT_NONIP,
   STAT_MALFORMED,
@@ -414,11 +426,26 @@ export const LpmV6Key = defineLayout(
   ],
 );
 
-/** Value of both address tries: the address class. */
+/** Value of the address maps: the address class, and its decisions when they are few. */
 export const ClassValue = defineLayout(
   "tfw_class",
-  "An address class: the set of CIDR rules whose CIDRs contain the address.",
-  [{ name: "cls", type: "u32" }],
+  "An address class: the set of CIDR rules whose CIDRs contain the address. A class with " +
+    "at most CLASS_INLINE_MAX exact L4 entries carries all its decisions here (no second lookup).",
+  [
+    { name: "cls", type: "u32" },
+    {
+      name: "inline_count",
+      type: "u32",
+      doc: "entries used in inline_key/inline_verdict, or CLASS_NOT_INLINE",
+    },
+    { name: "inline_key", type: "u32[4]", doc: "proto class << 16 | L4 key" },
+    { name: "inline_verdict", type: "u32[4]", doc: "((counter + 1) << 1) | action" },
+    {
+      name: "any_verdict",
+      type: "u32[6]",
+      doc: "[proto index]: the any-L4 fallback, packed as above; 0 = the default",
+    },
+  ],
 );
 
 /** Key of the `rule_hash` map (hash mode). */

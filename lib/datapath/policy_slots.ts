@@ -83,6 +83,7 @@ export class PolicySlots {
     const e = encodePolicyEntries(compiled, slot, counterBase, {
       fastTables: free,
       addrHash: !opts.plain,
+      inlineClasses: !opts.plain,
     });
     const used = new Set(e.fast.map((f) => f.table));
     const rest = this.#freeTables.filter((t) => !used.has(t));

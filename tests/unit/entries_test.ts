@@ -9,10 +9,14 @@ import {
 import {
   ACTION_ALLOW,
   ACTION_DENY,
+  Addr4Key,
   ADDR_KEY_HEAD_BITS,
+  ADDR_LEN_END,
+  CLASS_INLINE_MAX,
   ClassValue,
   decode,
   encode,
+  FAST_TABLE_SIZE,
   KIND_ANY,
   KIND_EXACT,
   LAYOUTS,
@@ -20,12 +24,14 @@ import {
   LpmV6Key,
   MAX_COUNTERS,
   MAX_SLOTS,
+  PF_ADDR4_HASH,
   PF_CIDR4,
   PF_CIDR6,
   PF_LPM_PORTS,
   PolicyValue,
   PORT_KEY_HEAD_BITS,
   PortLpmKey,
+  PROTO_INDEX,
   PROTO_TCP,
   PROTO_UDP,
   RuleKey,
@@ -48,9 +54,12 @@ function records(bytes: Uint8Array, size: number): Uint8Array[] {
   );
 }
 
+/** The general structures only: LPM tries for addresses, every decision in rule_hash. */
+const PLAIN = { addrHash: false, inlineClasses: false };
+
 Deno.test("entries: the policy value", () => {
   const c = compilePolicy(policy);
-  const e = encodePolicyEntries(c, 7, 1000);
+  const e = encodePolicyEntries(c, 7, 1000, PLAIN);
   assert.equal(e.slot, 7);
   assert.equal(e.counterBase, 1000);
   assert.equal(e.counterCount, 8);
@@ -71,7 +80,7 @@ Deno.test("entries: the policy value", () => {
 
 Deno.test("entries: address keys and classes", () => {
   const c = compilePolicy(policy);
-  const e = encodePolicyEntries(c, 7, 1000);
+  const e = encodePolicyEntries(c, 7, 1000, PLAIN);
   assert.equal(e.lpmV4.count, 1);
   assert.equal(e.lpmV4.keys.length, LpmV4Key.size);
   const k4 = decode(LpmV4Key, e.lpmV4.keys);
@@ -92,7 +101,7 @@ Deno.test("entries: address keys and classes", () => {
 
 Deno.test("entries: rule_hash keys and verdicts (hash mode)", () => {
   const c = compilePolicy(policy);
-  const e = encodePolicyEntries(c, 7, 1000);
+  const e = encodePolicyEntries(c, 7, 1000, PLAIN);
   const n = c.dirs[0].hash.length + c.dirs[1].hash.length;
   assert.equal(e.ruleHash.count, n);
   assert.equal(e.ruleHash.keys.length, n * RuleKey.size);
@@ -127,7 +136,7 @@ Deno.test("entries: rule_hash keys and verdicts (hash mode)", () => {
 
 Deno.test("entries: port_lpm keys (LPM mode)", () => {
   const c = compilePolicy(policy, { forceMode: "lpm" });
-  const e = encodePolicyEntries(c, 4095, 0);
+  const e = encodePolicyEntries(c, 4095, 0, PLAIN);
   assert.equal(e.ruleHash.count, 0);
   assert.equal(decode(PolicyValue, e.policy).flags instanceof Uint8Array, true);
   assert.deepEqual([...(decode(PolicyValue, e.policy).flags as Uint8Array)], [
@@ -211,4 +220,46 @@ Deno.test("LayoutWriter writes what encodeInto writes, for every layout", () => 
       assert.ok(out.subarray(0, 2 * layout.size).every((b) => b === 0));
     }
   }
+});
+
+Deno.test("entries: fast paths: address hashes, inline class decisions, fast L4 tables", () => {
+  const c = compilePolicy(policy);
+  const e = encodePolicyEntries(c, 7, 1000, { fastTables: [3, 5] });
+  const v = decode(PolicyValue, e.policy);
+  // Few CIDR lengths: hashed, not in the tries.
+  assert.equal(e.lpmV4.count + e.lpmV6.count, 0);
+  assert.equal(e.addr4Hash.count, c.dirs[0].v4.length + c.dirs[1].v4.length);
+  assert.ok(((v.flags as Uint8Array)[0] & PF_ADDR4_HASH) !== 0);
+  assert.equal((v.addr_lens4 as Uint8Array)[0], 8);
+  assert.equal((v.addr_lens4 as Uint8Array)[1], ADDR_LEN_END);
+  const k4 = decode(Addr4Key, e.addr4Hash.keys);
+  assert.deepEqual([k4.slot, k4.dir, k4.len, [...(k4.addr as Uint8Array)]], [7, 0, 8, [
+    10,
+    0,
+    0,
+    0,
+  ]]);
+  // The class of 10.0.0.0/8 carries its decisions: no rule_hash entry for it.
+  const cls = decode(ClassValue, e.addr4Hash.values);
+  assert.ok(Number(cls.inline_count) <= CLASS_INLINE_MAX);
+  const ruleKeys = records(e.ruleHash.keys, RuleKey.size).map((b) => decode(RuleKey, b));
+  assert.ok(ruleKeys.every((k) => k.cls === 0), "inline classes left entries in rule_hash");
+  // Class 0's exact entries went to the fast tables given, in order.
+  assert.deepEqual(e.fast.map((f) => f.table), [3, 5].slice(0, e.fast.length));
+  for (const f of e.fast) {
+    assert.equal(f.values.length, FAST_TABLE_SIZE);
+    assert.ok(f.values.some((x) => x !== 0));
+  }
+  const fastTable = v.fast_table as Uint8Array;
+  const inFastTable = (k: Record<string, unknown>) =>
+    fastTable[Number(k.dir) * 6 + PROTO_INDEX[Number(k.proto)]] !== 0;
+  assert.ok(
+    ruleKeys.every((k) => !(k.cls === 0 && k.kind === KIND_EXACT && inFastTable(k))),
+    "class 0 exact entries left in rule_hash although a fast table holds them",
+  );
+  // Deletion keys match what was written, fast tables included.
+  const k = encodePolicyKeys(c, 7, { fastTables: [3, 5] });
+  assert.deepEqual(k.addr4Hash.keys, e.addr4Hash.keys);
+  assert.deepEqual(k.ruleHash.keys, e.ruleHash.keys);
+  assert.deepEqual(k.fastTables, e.fast.map((f) => f.table));
 });
