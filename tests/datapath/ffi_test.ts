@@ -147,8 +147,12 @@ ARRAY(policies, 16, struct tfw_policy);
 LPM(lpm_v4, struct tfw_lpm_v4_key, struct tfw_class);
 LPM(lpm_v6, struct tfw_lpm_v6_key, struct tfw_class);
 LPM(port_lpm, struct tfw_port_key, struct tfw_verdict);
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64);
-  __type(key, struct tfw_rule_key); __type(value, struct tfw_verdict); } rule_hash SEC(".maps");
+#define HASH(name, k, v) struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64); \\
+  __type(key, k); __type(value, v); } name SEC(".maps")
+HASH(addr4_hash, struct tfw_addr4_key, struct tfw_class);
+HASH(addr6_hash, struct tfw_addr6_key, struct tfw_class);
+ARRAY(fast_l4, 16, __u32);
+HASH(rule_hash, struct tfw_rule_key, struct tfw_verdict);
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 16);
   __type(key, __u32); __type(value, struct odd); } counters SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, STAT_COUNT);
@@ -294,6 +298,9 @@ Deno.test("load: every map exists with the sizes layout.ts defines", () => {
     policies: [4, byName("tfw_policy").size],
     lpm_v4: [LpmV4Key.size, ClassValue.size],
     lpm_v6: [LpmV6Key.size, ClassValue.size],
+    addr4_hash: [byName("tfw_addr4_key").size, ClassValue.size],
+    addr6_hash: [byName("tfw_addr6_key").size, ClassValue.size],
+    fast_l4: [4, 4],
     rule_hash: [RuleKey.size, VerdictValue.size],
     port_lpm: [PortLpmKey.size, VerdictValue.size],
     counters: [4, CounterValue.size],
