@@ -61,7 +61,12 @@ async function startServer(ns: Netns): Promise<void> {
 }
 
 /** Whether a TCP connect / UDP exchange from `ns` succeeds. */
-async function reach(ns: Netns, proto: "tcp" | "udp", host: string, port: number): Promise<boolean> {
+async function reach(
+  ns: Netns,
+  proto: "tcp" | "udp",
+  host: string,
+  port: number,
+): Promise<boolean> {
   const r = await ns.exec(
     [Deno.execPath(), "run", "--allow-all", "--quiet", NETPEER, proto, host, String(port), "1500"],
     { allowFailure: true },
@@ -119,7 +124,11 @@ Deno.test("e2e: default policy on a host interface drops TCP 80, passes the rest
       assert.equal(xdpOf(server, iface).mode, "none", "an XDP program is left after SIGTERM");
       assert.match(agent.log, new RegExp(`detached from ${iface}`));
       // And the filter is really gone.
-      assert.equal(await reach(client, "tcp", SERVER4, 80), true, "port 80 still blocked after exit");
+      assert.equal(
+        await reach(client, "tcp", SERVER4, 80),
+        true,
+        "port 80 still blocked after exit",
+      );
     } finally {
       await agent.stop("SIGKILL");
     }

@@ -4,13 +4,7 @@
  * policy slot it reads, and that policy's counters.
  */
 import { mapGetFdById } from "../../lib/ffi/libbpf.ts";
-import {
-  BpfMap,
-  programAttachId,
-  progInfo,
-  sumPerCpu,
-  u32Key,
-} from "../../lib/datapath/object.ts";
+import { BpfMap, progInfo, programAttachId, sumPerCpu, u32Key } from "../../lib/datapath/object.ts";
 import { AttachValue, decode, PolicyValue, StateValue } from "../../lib/datapath/layout.ts";
 
 /** Opens the maps of program `progId` by name (without the object prefix). */
