@@ -26,9 +26,16 @@ function selectPolicy(file: string | undefined): Policy {
 /** `run`: attach, then wait for SIGINT/SIGTERM and detach. */
 async function run(cmd: RunCommand): Promise<number> {
   const log = getLogger("agent");
-  if (cmd.cmode) {
+  const unavailable = [
+    cmd.cmode && "--cmode",
+    cmd.audit && "--audit",
+    cmd.keepOnExit && "--keep-on-exit",
+    cmd.metricsAddr && "--metrics-addr",
+  ].filter(Boolean);
+  if (unavailable.length) {
     throw new ConfigError(
-      "Containers mode (--cmode) is not available in this version of tinyfw yet; use --iface.",
+      `${unavailable.join(", ")} ${unavailable.length > 1 ? "are" : "is"} not available in ` +
+        `this version of tinyfw yet; run without ${unavailable.length > 1 ? "them" : "it"}.`,
     );
   }
   const policy = selectPolicy(cmd.policy);
