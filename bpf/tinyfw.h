@@ -34,7 +34,14 @@
 #define STAT_MALFORMED 1
 #define STAT_ND 2
 #define STAT_UNCONFIGURED 3
+#define STAT_REPLY 4
+#define STAT_AUDIT 5
+#define STAT_SAMPLES_LOST 6
 #define STAT_COUNT 8
+#define STATE_AUDIT 1
+#define EVENT_DROP 1
+#define EVENT_AUDIT 2
+#define SAMPLES_PER_SEC 20
 #define MAX_VLAN_TAGS 2
 #define MAX_IPV6_EXT 6
 #define ADDR_KEY_HEAD_BITS 32
@@ -54,7 +61,7 @@
 /* Global switch, array index 0. Flipping gen switches every attachment at once. */
 struct tfw_state {
 	__u32 gen; /* active generation, 0 or 1 */
-	__u32 flags; /* reserved, zero */
+	__u32 flags; /* STATE_* bits */
 };
 _Static_assert(sizeof(struct tfw_state) == 8, "tfw_state size");
 _Static_assert(__builtin_offsetof(struct tfw_state, gen) == 0, "tfw_state.gen");
@@ -214,5 +221,34 @@ struct tfw_counter {
 _Static_assert(sizeof(struct tfw_counter) == 16, "tfw_counter size");
 _Static_assert(__builtin_offsetof(struct tfw_counter, packets) == 0, "tfw_counter.packets");
 _Static_assert(__builtin_offsetof(struct tfw_counter, bytes) == 8, "tfw_counter.bytes");
+
+/* A sampled drop (or, in audit mode, a would-be drop). */
+struct tfw_event {
+	__u32 kind; /* EVENT_DROP or EVENT_AUDIT */
+	__u32 attach_id; /* which attachment saw it */
+	__u32 counter; /* the deciding rule's (or default's) counter */
+	__u32 bytes; /* frame length */
+	__u8 family; /* 4 or 6 */
+	__u8 proto; /* IP protocol */
+	__u8 dir; /* DIR_INGRESS or DIR_EGRESS */
+	__u8 has_l4; /* sport/dport (or ICMP type/code in dport) are set */
+	__u16 sport;
+	__u16 dport; /* or ICMP type << 8 | code */
+	__u8 saddr[16]; /* IPv4: first 4 bytes */
+	__u8 daddr[16];
+};
+_Static_assert(sizeof(struct tfw_event) == 56, "tfw_event size");
+_Static_assert(__builtin_offsetof(struct tfw_event, kind) == 0, "tfw_event.kind");
+_Static_assert(__builtin_offsetof(struct tfw_event, attach_id) == 4, "tfw_event.attach_id");
+_Static_assert(__builtin_offsetof(struct tfw_event, counter) == 8, "tfw_event.counter");
+_Static_assert(__builtin_offsetof(struct tfw_event, bytes) == 12, "tfw_event.bytes");
+_Static_assert(__builtin_offsetof(struct tfw_event, family) == 16, "tfw_event.family");
+_Static_assert(__builtin_offsetof(struct tfw_event, proto) == 17, "tfw_event.proto");
+_Static_assert(__builtin_offsetof(struct tfw_event, dir) == 18, "tfw_event.dir");
+_Static_assert(__builtin_offsetof(struct tfw_event, has_l4) == 19, "tfw_event.has_l4");
+_Static_assert(__builtin_offsetof(struct tfw_event, sport) == 20, "tfw_event.sport");
+_Static_assert(__builtin_offsetof(struct tfw_event, dport) == 22, "tfw_event.dport");
+_Static_assert(__builtin_offsetof(struct tfw_event, saddr) == 24, "tfw_event.saddr");
+_Static_assert(__builtin_offsetof(struct tfw_event, daddr) == 40, "tfw_event.daddr");
 
 #endif /* TINYFW_H */

@@ -232,7 +232,19 @@ export const STAT_NONIP = 0; // non-IP frames passed (ARP, LLDP, ...)
 export const STAT_MALFORMED = 1; // dropped: too short for the headers they announce
 export const STAT_ND = 2; // IPv6 neighbour discovery passed without a rule
 export const STAT_UNCONFIGURED = 3; // passed: attachment has no policy yet
+export const STAT_REPLY = 4; // denied by the rules but passed: a reply to an allowed flow
+export const STAT_AUDIT = 5; // denied by the rules but passed: audit mode
+export const STAT_SAMPLES_LOST = 6; // drop samples not sent (rate limit or full ring buffer)
 export const STAT_COUNT = 8;
+
+/** `tfw_state.flags` bits. */
+export const STATE_AUDIT = 1; // pass what the rules deny (still counted and sampled)
+
+/** `tfw_event.kind`: why a sample was sent. */
+export const EVENT_DROP = 1; // dropped by a rule or a default action
+export const EVENT_AUDIT = 2; // would have been dropped (audit mode)
+/** Drop samples each CPU may send per second. */
+export const SAMPLES_PER_SEC = 20;
 
 /** Parser bounds. */
 export const MAX_VLAN_TAGS = 2;
@@ -290,7 +302,14 @@ export const CONSTANTS: Record<string, number> = {
   STAT_MALFORMED,
   STAT_ND,
   STAT_UNCONFIGURED,
+  STAT_REPLY,
+  STAT_AUDIT,
+  STAT_SAMPLES_LOST,
   STAT_COUNT,
+  STATE_AUDIT,
+  EVENT_DROP,
+  EVENT_AUDIT,
+  SAMPLES_PER_SEC,
   MAX_VLAN_TAGS,
   MAX_IPV6_EXT,
   ADDR_KEY_HEAD_BITS,
@@ -317,7 +336,7 @@ export const StateValue = defineLayout(
   "Global switch, array index 0. Flipping gen switches every attachment at once.",
   [
     { name: "gen", type: "u32", doc: "active generation, 0 or 1" },
-    { name: "flags", type: "u32", doc: "reserved, zero" },
+    { name: "flags", type: "u32", doc: "STATE_* bits" },
   ],
 );
 
@@ -496,6 +515,26 @@ export const CounterValue = defineLayout(
   ],
 );
 
+/** One drop sample, sent through the `events` ring buffer (rate-limited per CPU). */
+export const EventValue = defineLayout(
+  "tfw_event",
+  "A sampled drop (or, in audit mode, a would-be drop).",
+  [
+    { name: "kind", type: "u32", doc: "EVENT_DROP or EVENT_AUDIT" },
+    { name: "attach_id", type: "u32", doc: "which attachment saw it" },
+    { name: "counter", type: "u32", doc: "the deciding rule's (or default's) counter" },
+    { name: "bytes", type: "u32", doc: "frame length" },
+    { name: "family", type: "u8", doc: "4 or 6" },
+    { name: "proto", type: "u8", doc: "IP protocol" },
+    { name: "dir", type: "u8", doc: "DIR_INGRESS or DIR_EGRESS" },
+    { name: "has_l4", type: "u8", doc: "sport/dport (or ICMP type/code in dport) are set" },
+    { name: "sport", type: "u16" },
+    { name: "dport", type: "u16", doc: "or ICMP type << 8 | code" },
+    { name: "saddr", type: "u8[16]", doc: "IPv4: first 4 bytes" },
+    { name: "daddr", type: "u8[16]" },
+  ],
+);
+
 /** Every layout, in header order. */
 export const LAYOUTS: readonly Layout[] = [
   StateValue,
@@ -510,4 +549,5 @@ export const LAYOUTS: readonly Layout[] = [
   PortLpmKey,
   VerdictValue,
   CounterValue,
+  EventValue,
 ];
