@@ -6,10 +6,10 @@
  * @module
  */
 
-import { Datapath, sumPerCpu, testRun, u32Key } from "./datapath/object.ts";
-import { PolicySlots } from "./datapath/policy_slots.ts";
+import { Datapath, sumPerCpu, testRun, u32Key, type XdpProgram } from "./datapath/object.ts";
+import { type InstalledPolicy, PolicySlots } from "./datapath/policy_slots.ts";
 import { DIR_EGRESS, DIR_INGRESS, STAT_MALFORMED, STAT_ND, STAT_NONIP } from "./datapath/layout.ts";
-import { compilePolicy } from "./policy/compile.ts";
+import { type CompiledPolicy, compilePolicy } from "./policy/compile.ts";
 import { buildFrame, type FrameSpec } from "./policy/build.ts";
 import type { Policy } from "./policy/types.ts";
 import type { ExplainCommand } from "./cli.ts";
@@ -44,7 +44,7 @@ const DEFAULT_ADDRS = {
 } as const;
 
 /** The packet `cmd` describes, with defaults filled in. */
-export function explainedPacket(cmd: ExplainCommand): Explanation["packet"] {
+export function explainedPacket(cmd: ExplainQuery): Explanation["packet"] {
   const family = cmd.family;
   const ports = cmd.proto === "tcp" || cmd.proto === "udp" || cmd.proto === "sctp";
   const icmp = cmd.proto === "icmp" || cmd.proto === "icmpv6";
@@ -60,22 +60,47 @@ export function explainedPacket(cmd: ExplainCommand): Explanation["packet"] {
   };
 }
 
-/** Decides the packet of `cmd` under `policy` with the kernel's XDP program. */
-export function explain(cmd: ExplainCommand, policy: Policy): Explanation {
-  const packet = explainedPacket(cmd);
-  const spec: FrameSpec = { ...packet };
-  const frame = buildFrame(spec);
-  const dir = cmd.direction === "egress" ? DIR_EGRESS : DIR_INGRESS;
+/** The query of one explanation: the packet and the direction it is seen in. */
+export type ExplainQuery = Pick<
+  ExplainCommand,
+  "proto" | "family" | "src" | "dst" | "sport" | "dport" | "direction" | "icmpType" | "icmpCode"
+>;
 
-  const compiled = compilePolicy(policy);
-  // A private data path, sized for this one policy.
-  const dp = Datapath.load({ maxEntries: { attach: 1, counters: compiled.counterCount } });
-  const prog = dp.instance(0);
-  try {
-    const slots = new PolicySlots(dp);
-    const installed = slots.install(compiled);
-    slots.configureAttachment(0, installed.slot, dir);
-    const retval = testRun(prog.fd, frame).retval;
+/**
+ * A private data path (never the running agent's) that decides packets with
+ * the real XDP program; reusable for many explanations.
+ */
+export class Explainer {
+  readonly #dp: Datapath;
+  readonly #prog: XdpProgram;
+  readonly #slots: PolicySlots;
+  /** The last policy explained stays installed for the next question about it. */
+  #current: { compiled: CompiledPolicy; installed: InstalledPolicy } | null = null;
+
+  private constructor(dp: Datapath) {
+    this.#dp = dp;
+    this.#slots = new PolicySlots(dp);
+    this.#prog = dp.instance(0);
+  }
+
+  /** Loads the program with room for policies of up to `counters` counters. */
+  static open(counters: number): Explainer {
+    return new Explainer(Datapath.load({ maxEntries: { attach: 1, counters } }));
+  }
+
+  /** Decides the packet of `query` under `policy` with the kernel's XDP program. */
+  explain(query: ExplainQuery, policy: Policy, compiled = compilePolicy(policy)): Explanation {
+    const packet = explainedPacket(query);
+    const frame = buildFrame({ ...packet } as FrameSpec);
+    const dir = query.direction === "egress" ? DIR_EGRESS : DIR_INGRESS;
+    const installed = this.#install(compiled);
+    this.#slots.configureAttachment(0, installed.slot, dir);
+    const before = this.#slots.counts(installed);
+    const stat = (idx: number) =>
+      sumPerCpu(this.#dp.maps.stats.lookupPerCpu(u32Key(idx)) ?? [])[0] ?? 0n;
+    const ndBefore = stat(STAT_ND);
+    const oddBefore = stat(STAT_MALFORMED) + stat(STAT_NONIP);
+    const retval = testRun(this.#prog.fd, frame).retval;
     const verdict = retval === XDP_DROP ? "deny" : retval === XDP_PASS ? "allow" : null;
     if (!verdict) throw new Error(`the XDP program returned ${retval}, neither pass nor drop`);
     // Key order as in SPEC §2: verdict, policy, rule, direction, packet (then reason).
@@ -83,23 +108,45 @@ export function explain(cmd: ExplainCommand, policy: Policy): Explanation {
       verdict,
       policy: policy.name,
       rule,
-      direction: cmd.direction,
+      direction: query.direction,
       packet,
       reason,
     });
-
-    const stat = (idx: number) => sumPerCpu(dp.maps.stats.lookupPerCpu(u32Key(idx)) ?? [])[0];
-    if (stat(STAT_ND)) return result(null, "neighbour-discovery");
-    if (stat(STAT_MALFORMED) || stat(STAT_NONIP)) {
+    if (stat(STAT_ND) > ndBefore) return result(null, "neighbour-discovery");
+    if (stat(STAT_MALFORMED) + stat(STAT_NONIP) > oddBefore) {
       throw new Error("the built packet was not parsed as IP; this is a bug in tinyfw");
     }
-    const counted = slots.counts(installed).find((c) => c.dir === dir && c.packets > 0n);
+    const counted = this.#slots.counts(installed).find((c, i) =>
+      c.dir === dir && c.packets > before[i].packets
+    );
     if (!counted) throw new Error("no counter moved; this is a bug in tinyfw");
     if (counted.rule < 0) return result(null, "default");
     return result(policy.rules[counted.rule].name, "rule");
+  }
+
+  #install(compiled: CompiledPolicy): InstalledPolicy {
+    if (this.#current?.compiled === compiled) return this.#current.installed;
+    if (this.#current) this.#slots.remove(this.#current.installed);
+    this.#current = null;
+    const installed = this.#slots.install(compiled);
+    this.#current = { compiled, installed };
+    return installed;
+  }
+
+  close(): void {
+    this.#prog.close();
+    this.#dp.close();
+  }
+}
+
+/** Decides the packet of `cmd` under `policy` with the kernel's XDP program. */
+export function explain(cmd: ExplainQuery, policy: Policy): Explanation {
+  const compiled = compilePolicy(policy);
+  const explainer = Explainer.open(compiled.counterCount);
+  try {
+    return explainer.explain(cmd, policy, compiled);
   } finally {
-    prog.close();
-    dp.close();
+    explainer.close();
   }
 }
 

@@ -4,96 +4,24 @@
  * `--iface`, real connections from the "client" namespace.
  */
 import assert from "node:assert/strict";
-import { createVethPair, Netns, run } from "../helpers/netns.ts";
+import { run } from "../helpers/netns.ts";
 import { AgentProcess } from "../helpers/agent_process.ts";
 import { attachedRuleCount } from "../helpers/inspect.ts";
-import { RtnetlinkClient } from "../../lib/netlink/rtnetlink.ts";
 import { defaultPolicy } from "../../lib/policy/default.ts";
-
-const ROOT = new URL("../../", import.meta.url).pathname;
-const NETPEER = `${ROOT}tests/helpers/netpeer.ts`;
-const SERVER4 = "10.77.0.1";
-const SERVER6 = "fd77::1";
-
-interface Topology {
-  server: Netns;
-  client: Netns;
-  /** The server's end of the veth: the interface the agent filters. */
-  iface: string;
-}
-
-/** Runs `fn` with a fresh client/server pair of namespaces, removed afterwards. */
-async function withTopology(fn: (t: Topology) => Promise<void>): Promise<void> {
-  const server = await Netns.create("tfwe");
-  const client = await Netns.create("tfwe");
-  try {
-    const veth = await createVethPair({
-      prefix: "tfwe",
-      hostNetns: server,
-      peerNetns: client,
-      hostAddrs: [`${SERVER4}/24`, `${SERVER6}/64`],
-      peerAddrs: ["10.77.0.2/24", "fd77::2/64"],
-    });
-    await fn({ server, client, iface: veth.host });
-  } finally {
-    await server.delete();
-    await client.delete();
-  }
-}
-
-async function startServer(ns: Netns): Promise<void> {
-  const proc = await ns.spawn([
-    Deno.execPath(),
-    "run",
-    "--allow-all",
-    "--quiet",
-    NETPEER,
-    "serve",
-    "--tcp",
-    "80,8080",
-    "--udp",
-    "5353",
-  ]);
-  const reader = proc.child.stdout.getReader();
-  const { value } = await reader.read();
-  reader.releaseLock();
-  assert.match(new TextDecoder().decode(value), /ready/);
-}
-
-/** Whether a TCP connect / UDP exchange from `ns` succeeds. */
-async function reach(
-  ns: Netns,
-  proto: "tcp" | "udp",
-  host: string,
-  port: number,
-): Promise<boolean> {
-  const r = await ns.exec(
-    [Deno.execPath(), "run", "--allow-all", "--quiet", NETPEER, proto, host, String(port), "1500"],
-    { allowFailure: true },
-  );
-  return r.code === 0;
-}
-
-async function ping(ns: Netns, host: string): Promise<boolean> {
-  const r = await ns.exec(["ping", "-c", "1", "-W", "2", host], { allowFailure: true });
-  return r.code === 0;
-}
-
-/** The XDP state of `iface` inside `ns`. */
-function xdpOf(ns: Netns, iface: string) {
-  return ns.enter(() => {
-    const rtnl = RtnetlinkClient.open();
-    try {
-      return rtnl.getLink(iface)!.xdp;
-    } finally {
-      rtnl.close();
-    }
-  });
-}
+import {
+  ping,
+  reach,
+  ROOT,
+  SERVER4,
+  SERVER6,
+  startServer,
+  withTopology,
+  xdpOf,
+} from "../helpers/topology.ts";
 
 Deno.test("e2e: default policy on a host interface drops TCP 80, passes the rest, detaches on SIGTERM", async () => {
   await withTopology(async ({ server, client, iface }) => {
-    await startServer(server);
+    await startServer(server, { tcp: [80, 8080], udp: [5353] });
     // Without the agent, port 80 answers: the test can see a difference.
     assert.equal(await reach(client, "tcp", SERVER4, 80), true, "port 80 unreachable before start");
 

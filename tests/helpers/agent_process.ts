@@ -75,6 +75,31 @@ export class AgentProcess {
     }
   }
 
+  /** How many times the log matches `re` (give it the `g` flag). */
+  count(re: RegExp): number {
+    return [...this.log.matchAll(re)].length;
+  }
+
+  /** Resolves when the log matches `re` (with the `g` flag) at least `n` times. */
+  async waitForCount(re: RegExp, n: number, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.count(re) < n) {
+      if (Date.now() > deadline) {
+        throw new Error(`agent logged ${re} ${this.count(re)} times, not ${n}:\n${this.log}`);
+      }
+      const status = await Promise.race([
+        this.#exited,
+        new Promise<null>((r) => setTimeout(() => r(null), 10)),
+      ]);
+      if (status) throw new Error(`agent exited (${status.code}):\n${this.log}`);
+    }
+  }
+
+  /** Sends `signal` without waiting. */
+  signal(signal: Deno.Signal): void {
+    this.child.kill(signal);
+  }
+
   /** Sends `signal` and waits for the exit code. */
   async stop(signal: Deno.Signal = "SIGTERM"): Promise<number> {
     try {

@@ -7,6 +7,9 @@
  *                                      Prints "ready" once listening.
  *   tcp HOST PORT [TIMEOUT_MS]         connect and read the greeting: exit 0, else 1
  *   udp HOST PORT [TIMEOUT_MS]         send a datagram, wait for the echo: exit 0, else 1
+ *   flood HOST PORT [PER_MS]           send UDP datagrams (PER_MS a millisecond, default 5)
+ *                                      until SIGTERM, then print "sent N received M" (M
+ *                                      counts the echoes: datagrams that got through)
  */
 import dgram from "node:dgram";
 
@@ -67,6 +70,27 @@ async function withTimeout(p: Promise<boolean>, ms: number): Promise<boolean> {
   }
 }
 
+async function flood(host: string, port: number, perMs: number): Promise<void> {
+  const sock = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
+  let sent = 0, received = 0, running = true;
+  sock.on("message", () => received++);
+  Deno.addSignalListener("SIGTERM", () => running = false);
+  console.log("flooding");
+  const payload = new Uint8Array(64);
+  while (running) {
+    for (let i = 0; i < perMs; i++) {
+      await new Promise<void>((resolve, reject) =>
+        sock.send(payload, port, host, (err) => err ? reject(err) : resolve())
+      );
+      sent++;
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await new Promise((r) => setTimeout(r, 200)); // late echoes
+  console.log(`sent ${sent} received ${received}`);
+  sock.close();
+}
+
 function ports(list: string | undefined): number[] {
   return list ? list.split(",").map(Number) : [];
 }
@@ -80,6 +104,10 @@ if (import.meta.main) {
       ports(tcp >= 0 ? rest[tcp + 1] : undefined),
       ports(udp >= 0 ? rest[udp + 1] : undefined),
     );
+  } else if (mode === "flood") {
+    const [host, port, perMs] = rest;
+    await flood(host, Number(port), Number(perMs ?? 5));
+    Deno.exit(0);
   } else if (mode === "tcp" || mode === "udp") {
     const [host, port, timeout] = rest;
     const ok = mode === "tcp"
