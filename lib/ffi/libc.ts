@@ -7,9 +7,16 @@
  *
  * errno is read from `__errno_location()` right after each synchronous call.
  * Deno runs synchronous FFI calls on the JS thread, so errno is that thread's
- * and still holds the call's value. Calls marked `nonblocking` run on another
- * thread whose errno is out of reach; the only one here is the poll() behind
- * {@link waitReadable}, which re-checks a failure synchronously.
+ * and still holds the call's value. errno is thread-local: a symbol declared
+ * `nonblocking: true` runs on a Deno worker thread, and reading errno after it
+ * yields the JS thread's errno, not the call's (checked: a timed-out
+ * nonblocking recv left the JS thread's earlier EBADF in place of EAGAIN).
+ * So the only nonblocking call here is the poll() behind {@link waitReadable},
+ * which reports readiness through `revents` (without consuming a pending
+ * socket error such as ENOBUFS) and re-checks a failure synchronously; every
+ * recv, send and the like stays synchronous on the JS thread. To read without
+ * blocking the event loop, await {@link waitReadable}, then recv with
+ * MSG_DONTWAIT (as {@link recvAsync} does).
  *
  * @module
  */
@@ -33,6 +40,9 @@ export const SOL_NETLINK = 270;
 export const SO_RCVBUF = 8;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUFFORCE = 33;
+/** struct timeval options: set them with {@link setsockoptTimeval}. */
+export const SO_RCVTIMEO = 20;
+export const SO_SNDTIMEO = 21;
 export const MSG_PEEK = 0x2;
 export const MSG_TRUNC = 0x20;
 export const MSG_DONTWAIT = 0x40;
@@ -42,8 +52,9 @@ export const O_CLOEXEC = 0o2000000;
 /** setns()/unshare() namespace type. */
 export const CLONE_NEWNET = 0x40000000;
 
-const EINTR = 4;
-const EAGAIN = 11;
+/** errno values callers retry on. */
+export const EINTR = 4;
+export const EAGAIN = 11;
 const POLLIN = 0x1;
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
@@ -165,7 +176,7 @@ export function connect(fd: number, addr: Uint8Array<ArrayBuffer>): void {
 /** sendto(2); without `addr`, send(2). Returns the bytes sent. */
 export function sendto(
   fd: number,
-  data: Uint8Array<ArrayBuffer>,
+  data: Uint8Array,
   flags = 0,
   addr?: Uint8Array<ArrayBuffer>,
 ): number {
@@ -270,6 +281,18 @@ export function setsockopt(
 ): void {
   const bytes = typeof value === "number" ? new Uint8Array(new Int32Array([value]).buffer) : value;
   check("setsockopt", libc().setsockopt(fd, level, name, bytes, bytes.length));
+}
+
+/**
+ * setsockopt(2) of a struct timeval option (SO_RCVTIMEO, SO_SNDTIMEO), given
+ * in milliseconds; 0 means never time out. A recv that times out throws
+ * SysError EAGAIN.
+ */
+export function setsockoptTimeval(fd: number, level: number, name: number, ms: number): void {
+  if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`invalid timeout ${ms} ms`);
+  const usec = Math.round(ms * 1000);
+  const tv = new BigInt64Array([BigInt(Math.floor(usec / 1e6)), BigInt(usec % 1e6)]);
+  setsockopt(fd, level, name, new Uint8Array(tv.buffer));
 }
 
 /** getsockopt(2) of a C int option. */

@@ -5,16 +5,10 @@
  * @module
  */
 
-import { constants as osConstants } from "node:os";
-
-const ERRNO_NAMES: ReadonlyMap<number, string> = new Map(
-  Object.entries(osConstants.errno).map(([name, value]) => [value as number, name]),
-);
+import { errnoName } from "../ffi/errors.ts";
 
 /** The symbolic name of an errno value, e.g. 19 -> "ENODEV"; "E<n>" when unknown. */
-export function errnoName(errno: number): string {
-  return ERRNO_NAMES.get(errno) ?? `E${errno}`;
-}
+export { errnoName };
 
 /** What a {@link NetlinkError} is built from. */
 export interface NetlinkErrorInit {

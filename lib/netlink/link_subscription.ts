@@ -1,7 +1,8 @@
 /**
  * Link change notifications (RTMGRP_LINK) delivered to a callback without
- * blocking the event loop: a nonblocking FFI `poll` waits on a worker thread,
- * then queued datagrams are read synchronously on the main thread.
+ * blocking the event loop: the socket's readiness is awaited (a poll on a
+ * worker thread, see lib/ffi/libc.ts waitReadable), then queued datagrams are
+ * read synchronously on the main thread, where errno (ENOBUFS) can be read.
  *
  * @module
  */
@@ -10,7 +11,7 @@ import { RTM_DELLINK, RTM_NEWLINK, RTMGRP_LINK } from "./constants.ts";
 import { NetlinkError } from "./errors.ts";
 import { decodeLinkMessage, type Link } from "./link.ts";
 import { decodeMessages } from "./message.ts";
-import { NetlinkSocket, Wakeup } from "./socket.ts";
+import { NetlinkSocket } from "./socket.ts";
 
 const ENOBUFS = 105;
 
@@ -39,15 +40,14 @@ export interface LinkSubscriptionOptions {
  */
 export class LinkSubscription {
   readonly #socket: NetlinkSocket;
-  readonly #wakeup: Wakeup;
+  /** Aborted by {@link close}, which ends a pending wait. */
+  readonly #stop = new AbortController();
   readonly #onChange: (event: LinkEvent) => void;
-  #closing = false;
   /** Settles when the subscription has stopped and released its descriptors. */
   readonly done: Promise<void>;
 
-  private constructor(socket: NetlinkSocket, wakeup: Wakeup, onChange: (e: LinkEvent) => void) {
+  private constructor(socket: NetlinkSocket, onChange: (e: LinkEvent) => void) {
     this.#socket = socket;
-    this.#wakeup = wakeup;
     this.#onChange = onChange;
     this.done = this.#run();
   }
@@ -61,26 +61,26 @@ export class LinkSubscription {
       groups: RTMGRP_LINK,
       receiveBufferBytes: options.receiveBufferBytes ?? 4 * 1024 * 1024,
     });
-    let wakeup: Wakeup;
-    try {
-      wakeup = new Wakeup();
-    } catch (err) {
-      socket.close();
-      throw err;
-    }
-    return new LinkSubscription(socket, wakeup, onChange);
+    return new LinkSubscription(socket, onChange);
+  }
+
+  get #closing(): boolean {
+    return this.#stop.signal.aborted;
   }
 
   async #run(): Promise<void> {
     try {
       while (!this.#closing) {
-        const readable = await this.#socket.waitReadable(this.#wakeup);
-        if (this.#closing) break;
-        if (readable) this.#drain();
+        try {
+          await this.#socket.waitReadable(this.#stop.signal);
+        } catch (err) {
+          if (this.#closing) break;
+          throw err;
+        }
+        this.#drain();
       }
     } finally {
       this.#socket.close();
-      this.#wakeup.close();
     }
   }
 
@@ -110,8 +110,7 @@ export class LinkSubscription {
 
   /** Stops the subscription; resolves once its descriptors are closed. Idempotent. */
   async close(): Promise<void> {
-    this.#closing = true;
-    this.#wakeup.signal();
+    this.#stop.abort();
     await this.done.catch(() => {});
   }
 }

@@ -1,22 +1,20 @@
 /**
- * A raw NETLINK_ROUTE socket over libc, through Deno FFI.
+ * A raw NETLINK_ROUTE socket, over the libc wrappers of lib/ffi/libc.ts (this
+ * module sees descriptors and byte arrays, never a pointer). Failed libc calls
+ * ({@link SysError}) are turned into {@link NetlinkError} here, so callers of
+ * lib/netlink only ever see NetlinkError.
  *
- * TODO(ffi): the libc symbols below belong in lib/ffi/libc.ts (the only module
- * meant to call Deno.dlopen). They live here, behind the small
- * {@link NetlinkLibc} interface, only so that this module did not have to wait
- * for it; swap {@link loadNetlinkLibc} for the shared binding when it lands.
- *
- * errno is thread-local. A symbol declared `nonblocking: true` runs on a Deno
- * worker thread, so reading `__errno_location()` after it yields the main
- * thread's errno, not the call's (checked: a timed-out nonblocking recv left
- * the main thread's earlier EBADF in place of EAGAIN). Therefore the only
- * nonblocking call is `poll`, which reports readiness through its `revents`
- * (and does not consume a pending socket error), and every `recv` is
- * synchronous on the main thread, where errno can be read.
+ * errno is thread-local, and a `nonblocking` FFI call runs on a worker thread
+ * whose errno cannot be read (see lib/ffi/libc.ts). So the only call made off
+ * the main thread is the poll() inside {@link libc.waitReadable}, which
+ * reports readiness without consuming a pending socket error; every `recv` is
+ * synchronous on the main thread, where its errno (EAGAIN, ENOBUFS...) is read.
  *
  * @module
  */
 
+import * as libc from "../ffi/libc.ts";
+import { SysError } from "../ffi/libc.ts";
 import {
   AF_NETLINK,
   NETLINK_CAP_ACK,
@@ -27,75 +25,36 @@ import {
 } from "./constants.ts";
 import { NetlinkError } from "./errors.ts";
 
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0x80000;
-const SOL_SOCKET = 1;
-const SO_RCVBUF = 8;
-const SO_RCVTIMEO = 20;
-const SO_RCVBUFFORCE = 33;
-const MSG_PEEK = 0x2;
-const MSG_TRUNC = 0x20;
-const MSG_DONTWAIT = 0x40;
-const O_RDONLY = 0;
-const O_CLOEXEC = 0x80000;
-const EFD_NONBLOCK = 0x800;
-const EFD_CLOEXEC = 0x80000;
-const POLLIN = 0x1;
-const EINTR = 4;
-const EAGAIN = 11;
 const SOCKADDR_NL_LEN = 12;
 
-const LIBC_SYMBOLS = {
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
-  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
-  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  eventfd: { parameters: ["u32", "i32"], result: "i32" },
-  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
-  __errno_location: { parameters: [], result: "pointer" },
-  strerror: { parameters: ["i32"], result: "pointer" },
-} as const;
-
-/** The libc calls the netlink client uses (to move onto lib/ffi/libc.ts). */
-export type NetlinkLibc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
-
-let libc: NetlinkLibc | undefined;
-
-/** Opens libc once (lazily, so pure users of this directory never need --allow-ffi). */
-export function loadNetlinkLibc(): NetlinkLibc {
-  libc ??= Deno.dlopen("libc.so.6", LIBC_SYMBOLS).symbols;
-  return libc;
+/** The NetlinkError for a failed libc call (under another op name when given); other errors as they are. */
+function asNetlinkError(err: unknown, op?: string): unknown {
+  if (!(err instanceof SysError)) return err;
+  return new NetlinkError({ op: op ?? err.op, errno: err.errno, description: err.description });
 }
 
-/** The calling thread's errno, read right after a failed synchronous call. */
-function lastErrno(c: NetlinkLibc): number {
-  const ptr = c.__errno_location();
-  return ptr ? new Deno.UnsafePointerView(ptr).getInt32() : 0;
+/** Runs a libc call, rethrowing a SysError as a NetlinkError. */
+function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw asNetlinkError(err);
+  }
 }
 
-/** strerror(errno) text. */
-export function strerror(errno: number): string {
-  const ptr = loadNetlinkLibc().strerror(errno);
-  return ptr ? Deno.UnsafePointerView.getCString(ptr) : `errno ${errno}`;
-}
-
-function fail(c: NetlinkLibc, op: string, errno = lastErrno(c)): never {
-  throw new NetlinkError({ op, errno, description: strerror(errno) });
-}
-
-function intOption(value: number): Uint8Array {
-  const buf = new Uint8Array(4);
-  new DataView(buf.buffer).setInt32(0, value, true);
-  return buf;
+/** setsockopt of a C int that is only nice to have: false when the kernel refuses it. */
+function trySetsockopt(fd: number, level: number, name: number, value: number): boolean {
+  try {
+    libc.setsockopt(fd, level, name, value);
+    return true;
+  } catch (err) {
+    if (err instanceof SysError) return false;
+    throw err;
+  }
 }
 
 /** Encodes struct sockaddr_nl. */
-function sockaddrNl(pid: number, groups: number): Uint8Array {
+function sockaddrNl(pid: number, groups: number): Uint8Array<ArrayBuffer> {
   const buf = new Uint8Array(SOCKADDR_NL_LEN);
   const view = new DataView(buf.buffer);
   view.setUint16(0, AF_NETLINK, true);
@@ -130,47 +89,40 @@ export interface NetlinkSocketOptions {
 
 /** A bound NETLINK_ROUTE socket with extended acks, capped acks and strict GET checking. */
 export class NetlinkSocket implements NetlinkTransport {
-  readonly #libc: NetlinkLibc;
   #fd: number;
   #buffer = new Uint8Array(64 * 1024);
   /** The kernel-assigned port id of this socket. */
   readonly portId: number;
 
-  private constructor(c: NetlinkLibc, fd: number, portId: number) {
-    this.#libc = c;
+  private constructor(fd: number, portId: number) {
     this.#fd = fd;
     this.portId = portId;
   }
 
   /** Creates, configures and binds a socket. Throws {@link NetlinkError}. */
   static open(options: NetlinkSocketOptions = {}): NetlinkSocket {
-    const c = loadNetlinkLibc();
-    const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-    if (fd < 0) fail(c, "socket");
+    const fd = call(() =>
+      libc.socket(AF_NETLINK, libc.SOCK_RAW | libc.SOCK_CLOEXEC, NETLINK_ROUTE)
+    );
     try {
       // Optional niceties: older kernels may lack them, which only costs detail.
       for (const opt of [NETLINK_EXT_ACK, NETLINK_CAP_ACK, NETLINK_GET_STRICT_CHK]) {
-        c.setsockopt(fd, SOL_NETLINK, opt, intOption(1), 4);
+        trySetsockopt(fd, SOL_NETLINK, opt, 1);
       }
-      if (options.receiveBufferBytes) {
-        const size = intOption(options.receiveBufferBytes);
-        if (c.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, size, 4) !== 0) {
-          c.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, size, 4);
+      const rcvbuf = options.receiveBufferBytes;
+      if (rcvbuf) {
+        // Best effort: SO_RCVBUFFORCE needs CAP_NET_ADMIN; SO_RCVBUF is capped by rmem_max.
+        if (!trySetsockopt(fd, libc.SOL_SOCKET, libc.SO_RCVBUFFORCE, rcvbuf)) {
+          trySetsockopt(fd, libc.SOL_SOCKET, libc.SO_RCVBUF, rcvbuf);
         }
       }
       const timeoutMs = options.receiveTimeoutMs ?? 5000;
-      const timeval = new Uint8Array(16);
-      const tv = new DataView(timeval.buffer);
-      tv.setBigInt64(0, BigInt(Math.floor(timeoutMs / 1000)), true);
-      tv.setBigInt64(8, BigInt((timeoutMs % 1000) * 1000), true);
-      if (c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, timeval, 16) !== 0) fail(c, "setsockopt");
-      if (c.bind(fd, sockaddrNl(0, options.groups ?? 0), SOCKADDR_NL_LEN) !== 0) fail(c, "bind");
-      const addr = new Uint8Array(SOCKADDR_NL_LEN);
-      const addrLen = intOption(SOCKADDR_NL_LEN);
-      if (c.getsockname(fd, addr, addrLen) !== 0) fail(c, "getsockname");
-      return new NetlinkSocket(c, fd, new DataView(addr.buffer).getUint32(4, true));
+      call(() => libc.setsockoptTimeval(fd, libc.SOL_SOCKET, libc.SO_RCVTIMEO, timeoutMs));
+      call(() => libc.bind(fd, sockaddrNl(0, options.groups ?? 0)));
+      const addr = call(() => libc.getsockname(fd));
+      return new NetlinkSocket(fd, new DataView(addr.buffer, addr.byteOffset).getUint32(4, true));
     } catch (err) {
-      c.close(fd);
+      closeQuietly(fd);
       throw err;
     }
   }
@@ -184,10 +136,12 @@ export class NetlinkSocket implements NetlinkTransport {
   send(datagram: Uint8Array): void {
     const fd = this.#openFd();
     for (;;) {
-      const n = this.#libc.sendto(fd, datagram, BigInt(datagram.length), 0, sockaddrNl(0, 0), 12);
-      if (n >= 0n) return;
-      const errno = lastErrno(this.#libc);
-      if (errno !== EINTR) fail(this.#libc, "sendto", errno);
+      try {
+        libc.sendto(fd, datagram, 0, sockaddrNl(0, 0));
+        return;
+      } catch (err) {
+        if (!(err instanceof SysError && err.errno === libc.EINTR)) throw asNetlinkError(err);
+      }
     }
   }
 
@@ -198,28 +152,27 @@ export class NetlinkSocket implements NetlinkTransport {
    */
   #receive(dontWait: boolean): Uint8Array | null {
     const fd = this.#openFd();
-    const wait = dontWait ? MSG_DONTWAIT : 0;
+    const wait = dontWait ? libc.MSG_DONTWAIT : 0;
     for (;;) {
-      const peeked = this.#libc.recv(
-        fd,
-        this.#buffer,
-        BigInt(this.#buffer.length),
-        MSG_PEEK | MSG_TRUNC | wait,
-      );
-      if (peeked < 0n) {
-        const errno = lastErrno(this.#libc);
-        if (errno === EINTR) continue;
-        if (errno === EAGAIN && dontWait) return null;
-        fail(this.#libc, errno === EAGAIN ? "recv (timed out)" : "recv", errno);
+      let size: number;
+      try {
+        size = libc.recv(fd, this.#buffer, libc.MSG_PEEK | libc.MSG_TRUNC | wait);
+      } catch (err) {
+        if (!(err instanceof SysError)) throw err;
+        if (err.errno === libc.EINTR) continue;
+        if (err.errno === libc.EAGAIN && dontWait) return null;
+        throw asNetlinkError(err, err.errno === libc.EAGAIN ? "recv (timed out)" : "recv");
       }
-      if (Number(peeked) > this.#buffer.length) this.#buffer = new Uint8Array(Number(peeked));
-      const n = this.#libc.recv(fd, this.#buffer, BigInt(this.#buffer.length), MSG_DONTWAIT);
-      if (n < 0n) {
-        const errno = lastErrno(this.#libc);
-        if (errno === EINTR || errno === EAGAIN) continue;
-        fail(this.#libc, "recv", errno);
+      if (size > this.#buffer.length) this.#buffer = new Uint8Array(size);
+      let n: number;
+      try {
+        n = libc.recv(fd, this.#buffer, libc.MSG_DONTWAIT);
+      } catch (err) {
+        if (!(err instanceof SysError)) throw err;
+        if (err.errno === libc.EINTR || err.errno === libc.EAGAIN) continue;
+        throw asNetlinkError(err);
       }
-      return this.#buffer.slice(0, Number(n));
+      return this.#buffer.slice(0, n);
     }
   }
 
@@ -235,81 +188,49 @@ export class NetlinkSocket implements NetlinkTransport {
 
   /**
    * Waits, off the main thread, until the socket is readable (data or a
-   * pending error such as ENOBUFS) or `wakeup` is signalled. Returns true when
-   * the socket is readable.
+   * pending error such as ENOBUFS, which {@link tryReceive} then throws).
+   * Rejects with the signal's reason once `signal` aborts.
    */
-  async waitReadable(wakeup: Wakeup): Promise<boolean> {
-    const pollfds = new Uint8Array(16);
-    const view = new DataView(pollfds.buffer);
-    view.setInt32(0, this.#openFd(), true);
-    view.setInt16(4, POLLIN, true);
-    view.setInt32(8, wakeup.fd, true);
-    view.setInt16(12, POLLIN, true);
-    const ready = await this.#libc.poll(pollfds, 2n, -1);
-    // A failed poll (EINTR; errno is unreadable here) is reported as "look again".
-    if (ready < 0) return true;
-    return view.getInt16(6, true) !== 0;
+  async waitReadable(signal?: AbortSignal): Promise<void> {
+    const fd = this.#openFd();
+    try {
+      await libc.waitReadable(fd, { signal }); // no timeout: true or a rejection
+    } catch (err) {
+      throw asNetlinkError(err, "poll");
+    }
   }
 
   /** strerror text for an errno. */
   describeError(errno: number): string {
-    return strerror(errno);
+    return libc.strerror(errno);
   }
 
   /** Closes the socket; later calls are no-ops. */
   close(): void {
-    if (this.#fd >= 0) this.#libc.close(this.#fd);
+    if (this.#fd >= 0) closeQuietly(this.#fd);
     this.#fd = -1;
   }
 }
 
-/** An eventfd used to wake a pending {@link NetlinkSocket.waitReadable}. */
-export class Wakeup {
-  readonly #libc: NetlinkLibc;
-  #fd: number;
-
-  constructor() {
-    this.#libc = loadNetlinkLibc();
-    this.#fd = this.#libc.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (this.#fd < 0) fail(this.#libc, "eventfd");
-  }
-
-  /** The eventfd descriptor (-1 once closed). */
-  get fd(): number {
-    return this.#fd;
-  }
-
-  /** Makes the eventfd readable, which ends a pending poll on it. */
-  signal(): void {
-    if (this.#fd < 0) return;
-    const one = new Uint8Array(8);
-    new DataView(one.buffer).setBigUint64(0, 1n, true);
-    this.#libc.write(this.#fd, one, 8n);
-  }
-
-  /** Closes the eventfd. Only call it once no poll is pending on it. */
-  close(): void {
-    if (this.#fd >= 0) this.#libc.close(this.#fd);
-    this.#fd = -1;
+/** close(2), ignoring a failure: the descriptor is released either way. */
+function closeQuietly(fd: number): void {
+  try {
+    libc.close(fd);
+  } catch (err) {
+    if (!(err instanceof SysError)) throw err;
   }
 }
 
 /**
  * Opens a file read-only and returns its raw descriptor, for NETNSA_FD
- * (Deno's own file handles do not expose descriptors). Close it with {@link closeFd}.
+ * (Deno's own file handles do not expose descriptors). Close it with
+ * {@link closeFd}. Throws {@link NetlinkError} (op `open PATH`).
  */
 export function openFd(path: string): number {
-  const c = loadNetlinkLibc();
-  const cPath = new TextEncoder().encode(path + "\0");
-  const fd = c.open(cPath, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const errno = lastErrno(c);
-    throw new NetlinkError({ op: `open ${path}`, errno, description: strerror(errno) });
-  }
-  return fd;
+  return call(() => libc.open(path, libc.O_RDONLY));
 }
 
 /** Closes a descriptor returned by {@link openFd}. */
 export function closeFd(fd: number): void {
-  loadNetlinkLibc().close(fd);
+  closeQuietly(fd);
 }
