@@ -9,18 +9,48 @@ import { requireBpfPrivileges } from "./lib/privileges.ts";
 import { Agent } from "./lib/agent.ts";
 import { explain, formatExplanation } from "./lib/explain.ts";
 import { defaultPolicy, defaultPolicyYaml } from "./lib/policy/default.ts";
-import { compilePolicy } from "./lib/policy/compile.ts";
-import type { Policy } from "./lib/policy/types.ts";
+import { formatDiagnostic, loadPolicyFile } from "./lib/policy/load.ts";
+import { summarize } from "./lib/policy/summary.ts";
+import type { Policy, PolicySet } from "./lib/policy/types.ts";
+import type { CompiledPolicy } from "./lib/policy/compile.ts";
+import { watchFile } from "./lib/watch.ts";
 
-/** The policy a command asks for: for now the built-in default only. */
-function selectPolicy(file: string | undefined): Policy {
-  if (file !== undefined) {
+/** Loads `file` for a one-shot command: warnings to stderr, errors thrown (exit 2). */
+function readPolicySet(file: string): { set: PolicySet; compiled?: CompiledPolicy[] } {
+  const result = loadPolicyFile(file);
+  for (const w of result.warnings) console.error(formatDiagnostic(w, file));
+  if (!result.ok) {
     throw new ConfigError(
-      `Policy files are not supported by this version of tinyfw yet; run without --policy ` +
-        `to use the built-in default policy (tinyfw check prints it).`,
+      `${file} is not a valid policy file (${result.errors.length} error(s)).`,
+      {
+        details: result.errors.map((e) => formatDiagnostic(e, file)),
+      },
     );
   }
-  return defaultPolicy();
+  return { set: result.set, compiled: result.compiled };
+}
+
+/** The policy `explain` decides with: `--name`, the only one, or the built-in default. */
+function policyToExplain(file: string | undefined, name: string | undefined): Policy {
+  if (file === undefined) {
+    if (name !== undefined && name !== defaultPolicy().name) {
+      throw new ConfigError(
+        `--name ${name} needs --policy FILE: without it the built-in default applies.`,
+      );
+    }
+    return defaultPolicy();
+  }
+  const { policies } = readPolicySet(file).set;
+  const names = policies.map((p) => p.name).join(", ");
+  if (name === undefined) {
+    if (policies.length === 1) return policies[0];
+    throw new ConfigError(
+      `${file} has ${policies.length} policies (${names}); choose one with --name.`,
+    );
+  }
+  const found = policies.find((p) => p.name === name);
+  if (!found) throw new ConfigError(`${file} has no policy named "${name}"; it has: ${names}.`);
+  return found;
 }
 
 /** `run`: attach, then wait for SIGINT/SIGTERM and detach. */
@@ -28,7 +58,6 @@ async function run(cmd: RunCommand): Promise<number> {
   const log = getLogger("agent");
   const unavailable = [
     cmd.cmode && "--cmode",
-    cmd.audit && "--audit",
     cmd.keepOnExit && "--keep-on-exit",
     cmd.metricsAddr && "--metrics-addr",
   ].filter(Boolean);
@@ -38,35 +67,51 @@ async function run(cmd: RunCommand): Promise<number> {
         `this version of tinyfw yet; run without ${unavailable.length > 1 ? "them" : "it"}.`,
     );
   }
-  const policy = selectPolicy(cmd.policy);
   requireBpfPrivileges();
-  const agent = Agent.start({ ifaces: cmd.ifaces, xdpMode: cmd.xdpMode, policy, log });
-  const signal = await new Promise<string>((resolve) => {
+  // Listen before anything is attached, so a signal during start-up still detaches.
+  const stopSignal = new Promise<string>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) {
       Deno.addSignalListener(sig, () => resolve(sig));
     }
   });
+  // SIGHUP's default action would end the process: take it over before start-up too.
+  const started: { agent?: Agent; hup?: boolean } = {};
+  Deno.addSignalListener("SIGHUP", () => {
+    if (started.agent) void started.agent.reload("SIGHUP");
+    else started.hup = true;
+  });
+  const agent = started.agent = await Agent.start({
+    ifaces: cmd.ifaces,
+    xdpMode: cmd.xdpMode,
+    policyFile: cmd.policy,
+    audit: cmd.audit,
+    log,
+  });
+  let watch: { close(): void } | undefined;
+  if (cmd.policy) {
+    const file = cmd.policy;
+    watch = watchFile(file, () => void agent.reload("file changed", { ifChanged: true }));
+    log.info("reloading {file} on SIGHUP and when it changes", { file });
+    if (started.hup) void agent.reload("SIGHUP");
+  }
+  const signal = await stopSignal;
   log.info("{signal} received: detaching", { signal });
-  agent.stop();
+  watch?.close();
+  await agent.idle();
+  await agent.stop();
   return EXIT_OK;
 }
 
-/** `check`: validate a policy and summarise what it compiles to. */
+/** `check`: validate a policy file and summarise what it compiles to (no file: the default). */
 function check(file: string | undefined): number {
-  const policy = selectPolicy(file);
   if (file === undefined) {
     console.log("# The built-in default policy (used when --policy is not given):");
     console.log(defaultPolicyYaml());
+    console.log(summarize({ policies: [defaultPolicy()] }));
+    return EXIT_OK;
   }
-  const compiled = compilePolicy(policy);
-  for (const [i, dir] of (["ingress", "egress"] as const).entries()) {
-    const d = compiled.dirs[i];
-    console.log(
-      `policy ${policy.name} ${dir}: ${policy.rules.length} rules, ${d.classes} address classes, ` +
-        `${d.v4.length + d.v6.length} CIDR entries, ${d.hash.length + d.lpm.length} ` +
-        `${d.mode === "hash" ? "hash" : "LPM"} entries`,
-    );
-  }
+  const { set, compiled } = readPolicySet(file);
+  console.log(summarize(set, compiled));
   return EXIT_OK;
 }
 
@@ -82,7 +127,7 @@ async function dispatch(cmd: Command): Promise<number> {
       return check(cmd.policy);
     case "explain": {
       requireBpfPrivileges();
-      const e = explain(cmd, selectPolicy(cmd.policy));
+      const e = explain(cmd, policyToExplain(cmd.policy, cmd.name));
       console.log(cmd.json ? JSON.stringify(e) : formatExplanation(e));
       return EXIT_OK;
     }

@@ -5,7 +5,11 @@
  *   - xdp-filter (Debian's xdp-tools) with one port rule (drop TCP to port 80),
  *     loaded on a veth pair in a network namespace of the bench's own,
  *   - tinyfw with the built-in default policy, and with 1, 1,000 and 100,000
- *     CIDR+port rules.
+ *     CIDR+port rules,
+ *   - and, beside the targets, the paths the flow table added: an allowed
+ *     packet (default policy), the same on a learning attachment, and with
+ *     `defaultAction: deny` a TCP ACK that answers no flow (dropped after a flow
+ *     lookup) and one that answers a flow the tc learner learned (passed).
  * Each measurement is the median of ROUNDS runs of REPEAT packets; the programs
  * take turns within each round so slow phases of the machine hit all of them.
  *
@@ -144,6 +148,59 @@ async function main(): Promise<void> {
       );
     });
 
+    // The paths around the flow table (docs/DATAPATH.md §7), measured beside the targets.
+    const tcp443 = buildFrame({
+      family: 4,
+      proto: "tcp",
+      src: "192.0.2.1",
+      dst: "198.51.100.1",
+      dport: 443,
+    });
+    const defaultSlot = slots.install(compilePolicy(defaultPolicy())).slot;
+    slots.configureAttachment(10, defaultSlot, DIR_INGRESS);
+    slots.configureAttachment(11, defaultSlot, DIR_INGRESS, { learn: true });
+    const webOnly: Policy = {
+      name: "web-only",
+      defaultAction: "deny",
+      rules: [{
+        name: "web",
+        action: "allow",
+        direction: "ingress",
+        protocol: "tcp",
+        ports: [{ from: 8080, to: 8080 }],
+      }],
+    };
+    slots.configureAttachment(12, slots.install(compilePolicy(webOnly)).slot, DIR_INGRESS);
+    const [plain, learning, deny] = [10, 11, 12].map((id) => dp.instance(id));
+    const learner = dp.tcLearner();
+    cleanups.push(() => [plain, learning, deny, learner].forEach((p) => p.close()));
+    const ack = (sport: number) =>
+      buildFrame({
+        family: 4,
+        proto: "tcp",
+        src: "198.51.100.1",
+        dst: "192.0.2.1",
+        sport,
+        dport: 40000,
+        tcpFlags: 0x10,
+      });
+    // The host connects to 198.51.100.1:443; the tc learner sees its SYN.
+    testRun(
+      learner.fd,
+      buildFrame({
+        family: 4,
+        proto: "tcp",
+        src: "192.0.2.1",
+        dst: "198.51.100.1",
+        sport: 40000,
+        dport: 443,
+      }),
+    );
+    add("tinyfw, default policy", "tcp :443 (allowed)", plain.fd, tcp443, 2);
+    add("tinyfw, default policy, learning", "tcp :443 (allowed, learned)", learning.fd, tcp443, 2);
+    add("tinyfw, deny + allow :8080", "tcp ACK, no flow (dropped)", deny.fd, ack(444), 1);
+    add("tinyfw, deny + allow :8080", "tcp ACK, reply (flow hit)", deny.fd, ack(443), 2);
+
     for (const s of subjects) {
       const r = testRun(s.fd, s.frame, 1).retval;
       if (r !== s.expect) throw new Error(`${s.name}: returned ${r}, expected ${s.expect}`);
@@ -169,6 +226,8 @@ async function main(): Promise<void> {
       vs_xdp_filter: net / xdpFilter,
     };
   });
+  const defaultRow = rows.find((r) => r.program === "tinyfw, default policy")!;
+  const rules100k = rows.find((r) => r.program.includes("100,000"))!;
   const result = {
     date: new Date().toISOString(),
     kernel: Deno.osRelease(),
@@ -177,9 +236,9 @@ async function main(): Promise<void> {
     rounds: ROUNDS,
     rows,
     targets: {
-      default_over_xdp_filter: rows[2].vs_xdp_filter,
+      default_over_xdp_filter: defaultRow.vs_xdp_filter,
       default_target: 0.25,
-      rules_100k_over_xdp_filter: rows[rows.length - 1].vs_xdp_filter,
+      rules_100k_over_xdp_filter: rules100k.vs_xdp_filter,
       rules_100k_target: 1,
     },
   };

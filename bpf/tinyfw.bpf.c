@@ -6,8 +6,15 @@
  * space fills from the policy (§2-3): an address class from an LPM trie, then one
  * or two hash lookups (or one LPM lookup) on (policy slot, direction, protocol,
  * class, L4 key). Nothing of the policy lives here, and no lookup loops over rules.
+ *
+ * What the rules deny is looked up in the flow table first (§7): a reply to a
+ * flow learned in the other direction passes. Flows are learned by the tc
+ * egress program below (a host's own traffic) and, on attachments flagged
+ * ATTACH_LEARN, from what this program lets through. Drops (and, in audit
+ * mode, would-be drops) are sampled into a ring buffer, rate-limited per CPU.
  */
 #include <linux/bpf.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "tinyfw.h"
@@ -120,6 +127,28 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
+/* Expected replies (DATAPATH.md §7). LRU maps are always preallocated. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FLOWS);
+	__type(key, struct tfw_flow_key);
+	__type(value, struct tfw_flow);
+} flows SEC(".maps");
+
+/* Drop samples (struct tfw_event), read by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, EVENTS_RINGBUF_SIZE);
+} events SEC(".maps");
+
+/* Per-CPU clock cache and sample budget (index 0). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tfw_cpu_state);
+} cpu_state SEC(".maps");
+
 /* What the parser extracted from a frame (no pointers: it crosses function boundaries). */
 struct packet {
 	__u8 saddr[16];   /* IPv4: the first 4 bytes */
@@ -130,6 +159,9 @@ struct packet {
 	__u8 has_l4;      /* l4 holds a destination port or ICMP type << 8 | code */
 	__u32 bytes;      /* frame length, for the byte counters */
 	__u16 l4;
+	__u16 sport;      /* TCP/UDP/SCTP source port; ICMP(v6) echo id; else 0 */
+	__u8 tcp_flags;   /* TCP: the flags byte */
+	__u8 pad[3];
 };
 
 enum parse_result { PARSE_IP, PARSE_NONIP, PARSE_MALFORMED };
@@ -149,11 +181,34 @@ static __always_inline void stat_inc(__u32 idx)
  */
 #define PKT_OFF_MAX 0x3fff
 
-/* Reads the L4 key at `off` for protocols that have one (DATAPATH.md §1.6). */
-static __always_inline int tfw_parse_l4(struct xdp_md *ctx, __u32 off, struct packet *pkt)
+/*
+ * The parser serves both program types: `ctx` is a struct xdp_md (XDP) or a
+ * struct __sk_buff (tc), and `skb` says which. Both are constants once
+ * inlined, so each program gets the accesses of its own context.
+ */
+static __always_inline void *ctx_data(void *ctx, const int skb)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
+	return skb ? (void *)(long)((struct __sk_buff *)ctx)->data
+		   : (void *)(long)((struct xdp_md *)ctx)->data;
+}
+
+static __always_inline void *ctx_end(void *ctx, const int skb)
+{
+	return skb ? (void *)(long)((struct __sk_buff *)ctx)->data_end
+		   : (void *)(long)((struct xdp_md *)ctx)->data_end;
+}
+
+static __always_inline int is_echo(__u8 proto, __u8 type)
+{
+	return proto == PROTO_ICMP ? type == ICMP_ECHO_REQUEST || type == ICMP_ECHO_REPLY
+				   : type == ICMPV6_ECHO_REQUEST || type == ICMPV6_ECHO_REPLY;
+}
+
+/* Reads the L4 key at `off` for protocols that have one (DATAPATH.md §1.6). */
+static __always_inline int tfw_parse_l4(void *ctx, const int skb, __u32 off, struct packet *pkt)
+{
+	void *data = ctx_data(ctx, skb);
+	void *end = ctx_end(ctx, skb);
 	__u32 need;
 	__u8 *l4;
 
@@ -177,12 +232,18 @@ static __always_inline int tfw_parse_l4(struct xdp_md *ctx, __u32 off, struct pa
 	if (off > PKT_OFF_MAX)
 		return PARSE_MALFORMED;
 	l4 = data + off;
-	if ((void *)(l4 + need) > end || (void *)(l4 + 4) > end)
+	if ((void *)(l4 + need) > end || (void *)(l4 + 8) > end)
 		return PARSE_MALFORMED;
-	if (pkt->proto == PROTO_ICMP || pkt->proto == PROTO_ICMPV6)
+	if (pkt->proto == PROTO_ICMP || pkt->proto == PROTO_ICMPV6) {
 		pkt->l4 = ((__u16)l4[0] << 8) | l4[1];
-	else
+		if (is_echo(pkt->proto, l4[0]))
+			pkt->sport = ((__u16)l4[4] << 8) | l4[5];
+	} else {
+		pkt->sport = ((__u16)l4[0] << 8) | l4[1];
 		pkt->l4 = ((__u16)l4[2] << 8) | l4[3];
+		if (pkt->proto == PROTO_TCP && (void *)(l4 + 14) <= end)
+			pkt->tcp_flags = l4[13];
+	}
 	pkt->has_l4 = 1;
 	return PARSE_IP;
 }
@@ -200,10 +261,9 @@ struct ext_step {
 };
 
 /* Reads the extension header at `off`; returns the offset after it, or -1 if truncated. */
-__noinline int tfw_ipv6_ext(struct xdp_md *ctx, __u32 off, __u32 nh, struct ext_step *step)
+static __always_inline int ipv6_ext_at(void *data, void *end, __u32 off, __u32 nh,
+				       struct ext_step *step)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
 	__u32 len;
 	__u8 *p;
 
@@ -224,7 +284,22 @@ __noinline int tfw_ipv6_ext(struct xdp_md *ctx, __u32 off, __u32 nh, struct ext_
 	return off + len;
 }
 
-static __always_inline int parse_ipv4(struct xdp_md *ctx, struct packet *pkt, __u8 *ip,
+/* One global function per context type: a global function's context must be its program's. */
+__noinline int tfw_ipv6_ext(struct xdp_md *ctx, __u32 off, __u32 nh, struct ext_step *step)
+{
+	if (!ctx)
+		return -1;
+	return ipv6_ext_at((void *)(long)ctx->data, (void *)(long)ctx->data_end, off, nh, step);
+}
+
+__noinline int tfw_ipv6_ext_skb(struct __sk_buff *ctx, __u32 off, __u32 nh, struct ext_step *step)
+{
+	if (!ctx)
+		return -1;
+	return ipv6_ext_at((void *)(long)ctx->data, (void *)(long)ctx->data_end, off, nh, step);
+}
+
+static __always_inline int parse_ipv4(void *ctx, const int skb, struct packet *pkt, __u8 *ip,
 				      __u32 l3off, void *end)
 {
 	__u32 ihl;
@@ -243,10 +318,10 @@ static __always_inline int parse_ipv4(struct xdp_md *ctx, struct packet *pkt, __
 	pkt->later_frag = ((((__u16)ip[6] << 8) | ip[7]) & 0x1fff) != 0;
 	if (pkt->later_frag)
 		return PARSE_IP;
-	return tfw_parse_l4(ctx, l3off + ihl, pkt);
+	return tfw_parse_l4(ctx, skb, l3off + ihl, pkt);
 }
 
-static __always_inline int parse_ipv6(struct xdp_md *ctx, struct packet *pkt, __u8 *ip6,
+static __always_inline int parse_ipv6(void *ctx, const int skb, struct packet *pkt, __u8 *ip6,
 				      __u32 l3off, void *end)
 {
 	struct ext_step step = {};
@@ -264,7 +339,7 @@ static __always_inline int parse_ipv6(struct xdp_md *ctx, struct packet *pkt, __
 	off = l3off + 40;
 
 	for (i = 0; i < MAX_IPV6_EXT && is_ipv6_ext(nh); i++) {
-		next = tfw_ipv6_ext(ctx, off, nh, &step);
+		next = skb ? tfw_ipv6_ext_skb(ctx, off, nh, &step) : tfw_ipv6_ext(ctx, off, nh, &step);
 		if (next < 0)
 			return PARSE_MALFORMED;
 		if (step.later_frag) {
@@ -278,14 +353,14 @@ static __always_inline int parse_ipv6(struct xdp_md *ctx, struct packet *pkt, __
 	if (is_ipv6_ext(nh))
 		return PARSE_MALFORMED;
 	pkt->proto = nh;
-	return tfw_parse_l4(ctx, off, pkt);
+	return tfw_parse_l4(ctx, skb, off, pkt);
 }
 
 /* Parses a frame into `pkt` (DATAPATH.md §1): PARSE_IP, PARSE_NONIP or PARSE_MALFORMED. */
-static __always_inline int tfw_parse(struct xdp_md *ctx, struct packet *pkt)
+static __always_inline int tfw_parse(void *ctx, const int skb, struct packet *pkt)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
+	void *data = ctx_data(ctx, skb);
+	void *end = ctx_end(ctx, skb);
 	__u8 *p = data;
 	__u32 l3off = ETH_HLEN;
 	__u16 ethertype;
@@ -310,9 +385,9 @@ static __always_inline int tfw_parse(struct xdp_md *ctx, struct packet *pkt)
 		l3off += 4;
 	}
 	if (ethertype == ETH_P_IP)
-		return parse_ipv4(ctx, pkt, p, l3off, end);
+		return parse_ipv4(ctx, skb, pkt, p, l3off, end);
 	if (ethertype == ETH_P_IPV6)
-		return parse_ipv6(ctx, pkt, p, l3off, end);
+		return parse_ipv6(ctx, skb, pkt, p, l3off, end);
 	return PARSE_NONIP;
 }
 
@@ -555,7 +630,7 @@ static __always_inline struct decision find_rule(struct packet *pkt, struct tfw_
 	return none;
 }
 
-static __always_inline int count_and_act(__u32 counter, __u32 action, __u64 bytes)
+static __always_inline void count(__u32 counter, __u64 bytes)
 {
 	struct tfw_counter *c = bpf_map_lookup_elem(&counters, &counter);
 
@@ -563,10 +638,249 @@ static __always_inline int count_and_act(__u32 counter, __u32 action, __u64 byte
 		c->packets += 1;
 		c->bytes += bytes;
 	}
-	return action == ACTION_DENY ? XDP_DROP : XDP_PASS;
 }
 
-/* Decides a parsed IP packet (DATAPATH.md §2); global, verified once on its own. */
+/* ---------------------------------------------------------------------------
+ * Time. bpf_ktime_get_coarse_ns() costs more than a map lookup, and the coarse
+ * clock only moves once per jiffy anyway: each CPU reads it again only when
+ * jiffies (a cheap helper) has moved on.
+ */
+
+#define NS_PER_SEC 1000000000ULL
+
+static __always_inline struct tfw_cpu_state *cpu_state_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&cpu_state, &zero);
+}
+
+/* The coarse clock, read again only when jiffies (`j`) has moved on. */
+static __always_inline __u64 now_at(struct tfw_cpu_state *c, __u64 j)
+{
+	if (j != c->jiffies) {
+		c->jiffies = j;
+		c->now = bpf_ktime_get_coarse_ns();
+	}
+	return c->now;
+}
+
+static __always_inline __u64 now_ns(struct tfw_cpu_state *c)
+{
+	return now_at(c, bpf_jiffies64());
+}
+
+/* ---------------------------------------------------------------------------
+ * Flows (DATAPATH.md §7). A key is the 5-tuple a reply will carry: learning a
+ * packet swaps its addresses and ports, checking a packet uses its own.
+ */
+
+static __always_inline __s64 flow_timeout_ns(__u8 proto)
+{
+	switch (proto) {
+	case PROTO_TCP:
+	case PROTO_SCTP:
+		return FLOW_TIMEOUT_TCP_SEC * NS_PER_SEC;
+	case PROTO_UDP:
+		return FLOW_TIMEOUT_UDP_SEC * NS_PER_SEC;
+	default:
+		return FLOW_TIMEOUT_ICMP_SEC * NS_PER_SEC;
+	}
+}
+
+/*
+ * Learns the reply `pkt` calls for, if any: TCP, UDP, SCTP (the reverse
+ * 5-tuple) and ICMP/ICMPv6 echo requests (an echo reply with the same id).
+ * An existing entry is only looked up (which marks it used for the LRU) and
+ * its timestamp rewritten at most every FLOW_REFRESH_NS.
+ */
+static __always_inline void flow_learn(struct packet *pkt)
+{
+	struct tfw_flow_key k = {};
+	struct tfw_cpu_state *c;
+	struct tfw_flow *v, nv;
+	__u64 now;
+
+	if (!pkt->has_l4 || pkt->later_frag)
+		return;
+	switch (pkt->proto) {
+	case PROTO_TCP:
+	case PROTO_UDP:
+	case PROTO_SCTP:
+		k.sport = pkt->l4;
+		k.dport = pkt->sport;
+		break;
+	case PROTO_ICMP:
+		if ((pkt->l4 >> 8) != ICMP_ECHO_REQUEST)
+			return;
+		k.sport = pkt->sport;
+		k.dport = ICMP_ECHO_REPLY << 8;
+		break;
+	case PROTO_ICMPV6:
+		if ((pkt->l4 >> 8) != ICMPV6_ECHO_REQUEST)
+			return;
+		k.sport = pkt->sport;
+		k.dport = ICMPV6_ECHO_REPLY << 8;
+		break;
+	default:
+		return;
+	}
+	c = cpu_state_get();
+	if (!c)
+		return;
+	k.family = pkt->family;
+	k.proto = pkt->proto;
+	__builtin_memcpy(k.saddr, pkt->daddr, 16);
+	__builtin_memcpy(k.daddr, pkt->saddr, 16);
+
+	now = now_ns(c);
+	v = bpf_map_lookup_elem(&flows, &k);
+	if (v) {
+		if ((__s64)(now - v->seen) > FLOW_REFRESH_NS)
+			v->seen = now;
+		return;
+	}
+	nv.seen = now;
+	bpf_map_update_elem(&flows, &k, &nv, BPF_ANY);
+}
+
+/*
+ * True when `pkt`, which the rules deny, answers a flow learned in the other
+ * direction that has not been idle too long. Only TCP except a connection's
+ * opening SYN (SYN without ACK), UDP, SCTP and ICMP/ICMPv6 echo replies are
+ * looked up; nothing else is ever a reply.
+ */
+static __always_inline int is_reply(struct packet *pkt)
+{
+	struct tfw_flow_key k = {};
+	struct tfw_cpu_state *c;
+	struct tfw_flow *v;
+	__s64 idle;
+	__u64 now;
+
+	if (!pkt->has_l4 || pkt->later_frag)
+		return 0;
+	switch (pkt->proto) {
+	case PROTO_TCP:
+		if ((pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+			return 0;
+		break;
+	case PROTO_UDP:
+	case PROTO_SCTP:
+		break;
+	case PROTO_ICMP:
+		if ((pkt->l4 >> 8) != ICMP_ECHO_REPLY)
+			return 0;
+		break;
+	case PROTO_ICMPV6:
+		if ((pkt->l4 >> 8) != ICMPV6_ECHO_REPLY)
+			return 0;
+		break;
+	default:
+		return 0;
+	}
+	k.family = pkt->family;
+	k.proto = pkt->proto;
+	k.sport = pkt->sport;
+	k.dport = pkt->l4;
+	__builtin_memcpy(k.saddr, pkt->saddr, 16);
+	__builtin_memcpy(k.daddr, pkt->daddr, 16);
+	v = bpf_map_lookup_elem(&flows, &k);
+	c = cpu_state_get();
+	if (!v || !c)
+		return 0;
+	now = now_ns(c);
+	idle = now - v->seen;
+	if (idle > flow_timeout_ns(pkt->proto))
+		return 0;
+	if (idle > FLOW_REFRESH_NS)
+		v->seen = now;
+	return 1;
+}
+
+/* ---------------------------------------------------------------------------
+ * Drop samples: at most SAMPLES_PER_SEC per CPU and one-second window; the
+ * rest are counted in stats[STAT_SAMPLES_LOST]. The budget check is inline
+ * and, in a flood, costs a per-CPU lookup, the jiffies helper and one
+ * comparison: once the budget has run out, the rest of that jiffy skips the
+ * clock. Writing a sample (a few per second) is a global function.
+ */
+__noinline int tfw_sample(struct packet *pkt, __u32 kind, __u32 counter, __u32 dir)
+{
+	struct tfw_event *e;
+
+	if (!pkt)
+		return 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		return 0;
+	e->kind = kind;
+	e->attach_id = attach_id;
+	e->counter = counter;
+	e->bytes = pkt->bytes;
+	e->family = pkt->family;
+	e->proto = pkt->proto;
+	e->dir = dir;
+	e->has_l4 = pkt->has_l4;
+	e->sport = pkt->sport;
+	e->dport = pkt->l4;
+	__builtin_memcpy(e->saddr, pkt->saddr, 16);
+	__builtin_memcpy(e->daddr, pkt->daddr, 16);
+	bpf_ringbuf_submit(e, 0);
+	return 1;
+}
+
+static __always_inline void sample(struct packet *pkt, __u32 kind, __u32 counter, __u32 dir)
+{
+	struct tfw_cpu_state *c = cpu_state_get();
+	__u64 j, now;
+
+	if (!c)
+		return;
+	j = bpf_jiffies64();
+	if (j == c->spent)
+		goto lost;
+	now = now_at(c, j);
+	if (now - c->window >= NS_PER_SEC) {
+		c->window = now;
+		c->sent = 0;
+	}
+	if (c->sent < SAMPLES_PER_SEC && tfw_sample(pkt, kind, counter, dir)) {
+		c->sent += 1;
+		return;
+	}
+	c->spent = j;
+lost:
+	stat_inc(STAT_SAMPLES_LOST);
+}
+
+/*
+ * A packet the rules deny (by the rule or default of `counter`): a reply
+ * passes (stats[STAT_REPLY], not the rule's counter); otherwise the rule's
+ * counter counts it and it is sampled; audit mode passes it (stats[STAT_AUDIT])
+ * and, on a learning attachment, learns from it as from an allowed packet.
+ * Else it is dropped.
+ */
+static __always_inline int deny(struct packet *pkt, __u32 counter, __u32 dir,
+				struct tfw_state *st, struct tfw_attach *at)
+{
+	if (is_reply(pkt)) {
+		stat_inc(STAT_REPLY);
+		return XDP_PASS;
+	}
+	count(counter, pkt->bytes);
+	if (!(st->flags & STATE_AUDIT)) {
+		sample(pkt, EVENT_DROP, counter, dir);
+		return XDP_DROP;
+	}
+	sample(pkt, EVENT_AUDIT, counter, dir);
+	stat_inc(STAT_AUDIT);
+	if (at->flags & ATTACH_LEARN)
+		flow_learn(pkt);
+	return XDP_PASS;
+}
+
+/* Decides a parsed IP packet (DATAPATH.md §2). */
 static __always_inline int tfw_decide(struct packet *pkt)
 {
 	__u32 zero = 0, id = attach_id, slot, dir;
@@ -599,9 +913,16 @@ static __always_inline int tfw_decide(struct packet *pkt)
 	}
 
 	d = find_rule(pkt, pol, slot, dir);
-	if (d.found)
-		return count_and_act(d.counter, d.action, pkt->bytes);
-	return count_and_act(pol->default_counter[dir], pol->default_action, pkt->bytes);
+	if (!d.found) {
+		d.counter = pol->default_counter[dir];
+		d.action = pol->default_action;
+	}
+	if (d.action == ACTION_DENY)
+		return deny(pkt, d.counter, dir, st, at);
+	count(d.counter, pkt->bytes);
+	if (at->flags & ATTACH_LEARN)
+		flow_learn(pkt);
+	return XDP_PASS;
 
 unconfigured:
 	stat_inc(STAT_UNCONFIGURED);
@@ -613,7 +934,7 @@ int tinyfw_xdp(struct xdp_md *ctx)
 {
 	struct packet pkt = {};
 
-	switch (tfw_parse(ctx, &pkt)) {
+	switch (tfw_parse(ctx, 0, &pkt)) {
 	case PARSE_IP:
 		return tfw_decide(&pkt);
 	case PARSE_NONIP:
@@ -623,6 +944,31 @@ int tinyfw_xdp(struct xdp_md *ctx)
 		stat_inc(STAT_MALFORMED);
 		return XDP_DROP;
 	}
+}
+
+/*
+ * Learns flows from what the host sends on a filtered interface (tc egress),
+ * so that their replies pass the XDP program. Never drops, never changes the
+ * packet's contents, never ends the hook's classification. A frame that does not parse is pulled into the linear
+ * part of the skb (its headers may lie beyond it) and parsed once more.
+ */
+SEC("tc")
+int tinyfw_tc_learn(struct __sk_buff *skb)
+{
+	struct packet pkt = {};
+	int r = tfw_parse(skb, 1, &pkt);
+
+	if (r == PARSE_MALFORMED) {
+		__u32 len = skb->len < 256 ? skb->len : 256;
+
+		__builtin_memset(&pkt, 0, sizeof(pkt));
+		if (bpf_skb_pull_data(skb, len) == 0)
+			r = tfw_parse(skb, 1, &pkt);
+	}
+	if (r == PARSE_IP)
+		flow_learn(&pkt);
+	/* No verdict: the filters after this one (if any) still decide. */
+	return TC_ACT_UNSPEC;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -30,6 +30,7 @@
 #define CLASS_INLINE_MAX 4
 #define CLASS_NOT_INLINE 4294967295
 #define SLOT_NONE 0
+#define ATTACH_LEARN 1
 #define STAT_NONIP 0
 #define STAT_MALFORMED 1
 #define STAT_ND 2
@@ -42,6 +43,18 @@
 #define EVENT_DROP 1
 #define EVENT_AUDIT 2
 #define SAMPLES_PER_SEC 20
+#define EVENTS_RINGBUF_SIZE 262144
+#define MAX_FLOWS 65536
+#define FLOW_REFRESH_NS 1000000000
+#define FLOW_TIMEOUT_TCP_SEC 3600
+#define FLOW_TIMEOUT_UDP_SEC 180
+#define FLOW_TIMEOUT_ICMP_SEC 30
+#define ICMP_ECHO_REPLY 0
+#define ICMP_ECHO_REQUEST 8
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY 129
+#define TCP_FLAG_SYN 2
+#define TCP_FLAG_ACK 16
 #define MAX_VLAN_TAGS 2
 #define MAX_IPV6_EXT 6
 #define ADDR_KEY_HEAD_BITS 32
@@ -71,10 +84,12 @@ _Static_assert(__builtin_offsetof(struct tfw_state, flags) == 4, "tfw_state.flag
 struct tfw_attach {
 	__u32 slot[2]; /* policy slot per generation; SLOT_NONE = unconfigured */
 	__u32 dir; /* DIR_INGRESS or DIR_EGRESS: what this hook sees */
+	__u32 flags; /* ATTACH_* bits */
 };
-_Static_assert(sizeof(struct tfw_attach) == 12, "tfw_attach size");
+_Static_assert(sizeof(struct tfw_attach) == 16, "tfw_attach size");
 _Static_assert(__builtin_offsetof(struct tfw_attach, slot) == 0, "tfw_attach.slot");
 _Static_assert(__builtin_offsetof(struct tfw_attach, dir) == 8, "tfw_attach.dir");
+_Static_assert(__builtin_offsetof(struct tfw_attach, flags) == 12, "tfw_attach.flags");
 
 /* A compiled policy instance (array index = slot). */
 struct tfw_policy {
@@ -232,7 +247,7 @@ struct tfw_event {
 	__u8 proto; /* IP protocol */
 	__u8 dir; /* DIR_INGRESS or DIR_EGRESS */
 	__u8 has_l4; /* sport/dport (or ICMP type/code in dport) are set */
-	__u16 sport;
+	__u16 sport; /* source port, or the ICMP echo id (echo messages), else 0 */
 	__u16 dport; /* or ICMP type << 8 | code */
 	__u8 saddr[16]; /* IPv4: first 4 bytes */
 	__u8 daddr[16];
@@ -250,5 +265,48 @@ _Static_assert(__builtin_offsetof(struct tfw_event, sport) == 20, "tfw_event.spo
 _Static_assert(__builtin_offsetof(struct tfw_event, dport) == 22, "tfw_event.dport");
 _Static_assert(__builtin_offsetof(struct tfw_event, saddr) == 24, "tfw_event.saddr");
 _Static_assert(__builtin_offsetof(struct tfw_event, daddr) == 40, "tfw_event.daddr");
+
+/* An expected reply (DATAPATH.md §7): the 5-tuple the reply carries. */
+struct tfw_flow_key {
+	__u8 family; /* 4 or 6 */
+	__u8 proto; /* IP protocol: TCP, UDP, SCTP, ICMP or ICMPv6 */
+	__u16 sport; /* the reply's source port, or the echo id */
+	__u16 dport; /* the reply's destination port, or echo reply type << 8 */
+	__u16 pad; /* zero */
+	__u8 saddr[16]; /* the reply's source address (IPv4: first 4 bytes) */
+	__u8 daddr[16]; /* the reply's destination address */
+};
+_Static_assert(sizeof(struct tfw_flow_key) == 40, "tfw_flow_key size");
+_Static_assert(__builtin_offsetof(struct tfw_flow_key, family) == 0, "tfw_flow_key.family");
+_Static_assert(__builtin_offsetof(struct tfw_flow_key, proto) == 1, "tfw_flow_key.proto");
+_Static_assert(__builtin_offsetof(struct tfw_flow_key, sport) == 2, "tfw_flow_key.sport");
+_Static_assert(__builtin_offsetof(struct tfw_flow_key, dport) == 4, "tfw_flow_key.dport");
+_Static_assert(__builtin_offsetof(struct tfw_flow_key, pad) == 6, "tfw_flow_key.pad");
+_Static_assert(__builtin_offsetof(struct tfw_flow_key, saddr) == 8, "tfw_flow_key.saddr");
+_Static_assert(__builtin_offsetof(struct tfw_flow_key, daddr) == 24, "tfw_flow_key.daddr");
+
+/* When a flow was last seen (bpf_ktime_get_coarse_ns), rewritten at most every FLOW_REFRESH_NS. */
+struct tfw_flow {
+	__u64 seen; /* CLOCK_MONOTONIC_COARSE, ns */
+};
+_Static_assert(sizeof(struct tfw_flow) == 8, "tfw_flow size");
+_Static_assert(__builtin_offsetof(struct tfw_flow, seen) == 0, "tfw_flow.seen");
+
+/* Per-CPU scratch: CLOCK_MONOTONIC_COARSE read once per jiffy (reading it costs more than a lookup), and the drop-sample budget: at most SAMPLES_PER_SEC per one-second window. */
+struct tfw_cpu_state {
+	__u64 jiffies; /* jiffies when `now` was read */
+	__u64 now; /* bpf_ktime_get_coarse_ns() at that jiffy */
+	__u64 window; /* start of the current sample window, coarse ns */
+	__u32 sent; /* samples sent in it */
+	__u32 pad;
+	__u64 spent; /* jiffies during which the budget ran out: drops then skip the clock */
+};
+_Static_assert(sizeof(struct tfw_cpu_state) == 40, "tfw_cpu_state size");
+_Static_assert(__builtin_offsetof(struct tfw_cpu_state, jiffies) == 0, "tfw_cpu_state.jiffies");
+_Static_assert(__builtin_offsetof(struct tfw_cpu_state, now) == 8, "tfw_cpu_state.now");
+_Static_assert(__builtin_offsetof(struct tfw_cpu_state, window) == 16, "tfw_cpu_state.window");
+_Static_assert(__builtin_offsetof(struct tfw_cpu_state, sent) == 24, "tfw_cpu_state.sent");
+_Static_assert(__builtin_offsetof(struct tfw_cpu_state, pad) == 28, "tfw_cpu_state.pad");
+_Static_assert(__builtin_offsetof(struct tfw_cpu_state, spent) == 32, "tfw_cpu_state.spent");
 
 #endif /* TINYFW_H */

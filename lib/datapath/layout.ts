@@ -227,6 +227,9 @@ export const FAST_NONE = 0;
 /** Slot 0 means "not configured" in `tfw_attach.slot`. */
 export const SLOT_NONE = 0;
 
+/** `tfw_attach.flags` bits. */
+export const ATTACH_LEARN = 1; // learn flows from the packets this attachment allows (containers)
+
 /** Indexes into the per-CPU `stats` array. */
 export const STAT_NONIP = 0; // non-IP frames passed (ARP, LLDP, ...)
 export const STAT_MALFORMED = 1; // dropped: too short for the headers they announce
@@ -245,6 +248,25 @@ export const EVENT_DROP = 1; // dropped by a rule or a default action
 export const EVENT_AUDIT = 2; // would have been dropped (audit mode)
 /** Drop samples each CPU may send per second. */
 export const SAMPLES_PER_SEC = 20;
+/** Size of the `events` ring buffer, bytes (a power of two, a multiple of the page size). */
+export const EVENTS_RINGBUF_SIZE = 256 * 1024;
+
+/** Capacity of the `flows` LRU table (entries; each expected reply is one). */
+export const MAX_FLOWS = 65536;
+/** A flow's timestamp is rewritten at most this often (ns): no store per packet. */
+export const FLOW_REFRESH_NS = 1_000_000_000;
+/** Idle time after which a flow no longer makes replies pass, per protocol (seconds). */
+export const FLOW_TIMEOUT_TCP_SEC = 3600; // TCP and SCTP
+export const FLOW_TIMEOUT_UDP_SEC = 180;
+export const FLOW_TIMEOUT_ICMP_SEC = 30; // ICMP and ICMPv6 echo
+/** ICMP and ICMPv6 echo types (the id of an echo is its flow's "port"). */
+export const ICMP_ECHO_REPLY = 0;
+export const ICMP_ECHO_REQUEST = 8;
+export const ICMPV6_ECHO_REQUEST = 128;
+export const ICMPV6_ECHO_REPLY = 129;
+/** TCP flag bits (the 14th byte of the header). */
+export const TCP_FLAG_SYN = 0x02;
+export const TCP_FLAG_ACK = 0x10;
 
 /** Parser bounds. */
 export const MAX_VLAN_TAGS = 2;
@@ -298,6 +320,7 @@ export const CONSTANTS: Record<string, number> = {
   CLASS_INLINE_MAX,
   CLASS_NOT_INLINE,
   SLOT_NONE,
+  ATTACH_LEARN,
   STAT_NONIP,
   STAT_MALFORMED,
   STAT_ND,
@@ -310,6 +333,18 @@ export const CONSTANTS: Record<string, number> = {
   EVENT_DROP,
   EVENT_AUDIT,
   SAMPLES_PER_SEC,
+  EVENTS_RINGBUF_SIZE,
+  MAX_FLOWS,
+  FLOW_REFRESH_NS,
+  FLOW_TIMEOUT_TCP_SEC,
+  FLOW_TIMEOUT_UDP_SEC,
+  FLOW_TIMEOUT_ICMP_SEC,
+  ICMP_ECHO_REPLY,
+  ICMP_ECHO_REQUEST,
+  ICMPV6_ECHO_REQUEST,
+  ICMPV6_ECHO_REPLY,
+  TCP_FLAG_SYN,
+  TCP_FLAG_ACK,
   MAX_VLAN_TAGS,
   MAX_IPV6_EXT,
   ADDR_KEY_HEAD_BITS,
@@ -347,6 +382,7 @@ export const AttachValue = defineLayout(
   [
     { name: "slot", type: "u32[2]", doc: "policy slot per generation; SLOT_NONE = unconfigured" },
     { name: "dir", type: "u32", doc: "DIR_INGRESS or DIR_EGRESS: what this hook sees" },
+    { name: "flags", type: "u32", doc: "ATTACH_* bits" },
   ],
 );
 
@@ -528,10 +564,55 @@ export const EventValue = defineLayout(
     { name: "proto", type: "u8", doc: "IP protocol" },
     { name: "dir", type: "u8", doc: "DIR_INGRESS or DIR_EGRESS" },
     { name: "has_l4", type: "u8", doc: "sport/dport (or ICMP type/code in dport) are set" },
-    { name: "sport", type: "u16" },
+    { name: "sport", type: "u16", doc: "source port, or the ICMP echo id (echo messages), else 0" },
     { name: "dport", type: "u16", doc: "or ICMP type << 8 | code" },
     { name: "saddr", type: "u8[16]", doc: "IPv4: first 4 bytes" },
     { name: "daddr", type: "u8[16]" },
+  ],
+);
+
+/**
+ * Key of the `flows` LRU table: a reply that is expected, as the reply itself
+ * will carry it. Learning a packet swaps its addresses and ports; checking a
+ * packet uses its own. Ports are in host byte order, as the parser reads them.
+ */
+export const FlowKey = defineLayout(
+  "tfw_flow_key",
+  "An expected reply (DATAPATH.md §7): the 5-tuple the reply carries.",
+  [
+    { name: "family", type: "u8", doc: "4 or 6" },
+    { name: "proto", type: "u8", doc: "IP protocol: TCP, UDP, SCTP, ICMP or ICMPv6" },
+    { name: "sport", type: "u16", doc: "the reply's source port, or the echo id" },
+    { name: "dport", type: "u16", doc: "the reply's destination port, or echo reply type << 8" },
+    { name: "pad", type: "u16", doc: "zero" },
+    { name: "saddr", type: "u8[16]", doc: "the reply's source address (IPv4: first 4 bytes)" },
+    { name: "daddr", type: "u8[16]", doc: "the reply's destination address" },
+  ],
+);
+
+/** Value of the `flows` LRU table. */
+export const FlowValue = defineLayout(
+  "tfw_flow",
+  "When a flow was last seen (bpf_ktime_get_coarse_ns), rewritten at most every FLOW_REFRESH_NS.",
+  [{ name: "seen", type: "u64", doc: "CLOCK_MONOTONIC_COARSE, ns" }],
+);
+
+/** Per-CPU value of `cpu_state[0]`: a clock read once per jiffy, and the drop-sample window. */
+export const CpuStateValue = defineLayout(
+  "tfw_cpu_state",
+  "Per-CPU scratch: CLOCK_MONOTONIC_COARSE read once per jiffy (reading it costs more than a " +
+    "lookup), and the drop-sample budget: at most SAMPLES_PER_SEC per one-second window.",
+  [
+    { name: "jiffies", type: "u64", doc: "jiffies when `now` was read" },
+    { name: "now", type: "u64", doc: "bpf_ktime_get_coarse_ns() at that jiffy" },
+    { name: "window", type: "u64", doc: "start of the current sample window, coarse ns" },
+    { name: "sent", type: "u32", doc: "samples sent in it" },
+    { name: "pad", type: "u32" },
+    {
+      name: "spent",
+      type: "u64",
+      doc: "jiffies during which the budget ran out: drops then skip the clock",
+    },
   ],
 );
 
@@ -550,4 +631,7 @@ export const LAYOUTS: readonly Layout[] = [
   VerdictValue,
   CounterValue,
   EventValue,
+  FlowKey,
+  FlowValue,
+  CpuStateValue,
 ];

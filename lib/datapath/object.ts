@@ -8,7 +8,8 @@
  * {@link Datapath.instance} opens the same ELF again, points every map except
  * `.rodata` at the first object's (bpf_map__reuse_fd), writes the instance's
  * `attach_id` into `.rodata`, and loads: the verifier sees the constant and
- * the program reads `attach[attach_id]`. The `attach_id` offset comes from
+ * the program reads `attach[attach_id]`. {@link Datapath.tcLearner} loads the
+ * object's tc egress program (which learns flows) the same way. The `attach_id` offset comes from
  * the object's BTF (the `.rodata` DATASEC), so other read-only variables may
  * be added beside it; without BTF it must be the only 4-byte variable.
  *
@@ -33,6 +34,9 @@ export const MAP_NAMES = [
   "port_lpm",
   "counters",
   "stats",
+  "flows",
+  "events",
+  "cpu_state",
 ] as const;
 
 /** The name of one of the program's maps. */
@@ -40,6 +44,8 @@ export type MapName = typeof MAP_NAMES[number];
 
 /** The XDP program's function name (`SEC("xdp")`), shown by `bpftool net show`. */
 export const PROGRAM_NAME = "tinyfw_xdp";
+/** The tc egress program that learns flows (`SEC("tc")`), shown by `tc filter show`. */
+export const TC_PROGRAM_NAME = "tinyfw_tc_learn";
 /** The object name: libbpf names the read-only data map `tinyfw.rodata` after it. */
 export const OBJECT_NAME = "tinyfw";
 /** The read-only variable that selects an instance's `attach` entry. */
@@ -334,16 +340,20 @@ export interface LoadOptions {
   pinDir?: string;
 }
 
-/** One loaded instance of the XDP program, bound to one `attach` entry. */
-export interface XdpProgram {
+/** A loaded program of the object (an fd of our own). */
+export interface LoadedProgram {
   /** The program's fd (close-on-exec), valid until {@link close}. */
   readonly fd: number;
   /** The kernel's program id. */
   readonly id: number;
-  /** The `attach` entry this instance reads. */
-  readonly attachId: number;
   /** Closes the fd; an attached program stays attached. */
   close(): void;
+}
+
+/** One loaded instance of the XDP program, bound to one `attach` entry. */
+export interface XdpProgram extends LoadedProgram {
+  /** The `attach` entry this instance reads. */
+  readonly attachId: number;
 }
 
 /** The shared maps of the XDP program, and the factory of its instances. */
@@ -375,8 +385,8 @@ export class Datapath {
         if (max !== undefined) m.setMaxEntries(max);
         if (opts.pinDir) m.setPinPath(`${opts.pinDir}/${name}`);
       }
-      if (!obj.findProgram(PROGRAM_NAME)) {
-        throw new Error(`XDP object has no program named ${PROGRAM_NAME}`);
+      for (const name of [PROGRAM_NAME, TC_PROGRAM_NAME]) {
+        if (!obj.findProgram(name)) throw new Error(`XDP object has no program named ${name}`);
       }
       obj.load();
       const maps = {} as Record<MapName, BpfMap>;
@@ -399,11 +409,26 @@ export class Datapath {
    * rejects the program.
    */
   instance(attachId: number): XdpProgram {
-    const base = this.#live();
     const max = this.maps.attach.maxEntries;
     if (!Number.isInteger(attachId) || attachId < 0 || attachId >= max) {
       throw new RangeError(`attach id ${attachId} is outside 0..${max - 1}`);
     }
+    return { ...this.#loadProgram(PROGRAM_NAME, attachId), attachId };
+  }
+
+  /**
+   * Loads the tc egress program that learns flows from what a host sends
+   * (docs/DATAPATH.md §7), sharing every map of this datapath. One instance
+   * can be attached to any number of interfaces (`attachTcEgress` in
+   * `tc.ts`); it reads no `attach` entry.
+   */
+  tcLearner(): LoadedProgram {
+    return this.#loadProgram(TC_PROGRAM_NAME, 0);
+  }
+
+  /** Opens the ELF again, reuses every shared map, loads only `name`. */
+  #loadProgram(name: string, attachId: number): LoadedProgram {
+    const base = this.#live();
     const obj = bpf.BpfObject.openMem(this.#elf, { name: OBJECT_NAME });
     try {
       const rodata = obj.findMap(".rodata");
@@ -414,12 +439,18 @@ export class Datapath {
         if (!shared) throw new Error(`map ${m.name} is missing from the shared object`);
         m.reuseFd(shared.fd);
       }
+      let found = false;
+      for (const p of obj.programs()) {
+        p.setAutoload(p.name === name);
+        found ||= p.name === name;
+      }
+      if (!found) throw new Error(`the object has no program named ${name}`);
       const data = rodata.initialValue() ?? new Uint8Array(rodata.valueSize);
       const at = attachIdOffset(obj, data.length);
       new DataView(data.buffer, data.byteOffset).setUint32(at, attachId, true);
       rodata.setInitialValue(data);
       obj.load();
-      const prog = obj.findProgram(PROGRAM_NAME)!;
+      const prog = obj.findProgram(name)!;
       const id = bpf.progInfo(prog.fd).id;
       // An fd of our own, so the object (and libbpf's copies) can go now.
       const fd = bpf.progGetFdById(id);
@@ -427,7 +458,6 @@ export class Datapath {
       return {
         fd,
         id,
-        attachId,
         close() {
           if (open) closeFd(fd);
           open = false;

@@ -8,6 +8,7 @@
 
 import type { CompiledPolicy } from "../policy/compile.ts";
 import {
+  ATTACH_LEARN,
   AttachValue,
   CounterValue,
   decode,
@@ -17,6 +18,7 @@ import {
   FAST_TABLES,
   MAX_SLOTS,
   SLOT_NONE,
+  STATE_AUDIT,
   StateValue,
 } from "./layout.ts";
 import {
@@ -137,16 +139,48 @@ export class PolicySlots {
 
   /** The active generation (0 or 1). */
   generation(): number {
+    return this.#state().gen & 1;
+  }
+
+  /** Whether audit mode is on (`STATE_AUDIT`: what the rules deny passes, counted and sampled). */
+  audit(): boolean {
+    return (this.#state().flags & STATE_AUDIT) !== 0;
+  }
+
+  /**
+   * Turns audit mode on or off for every attachment at once (docs/DATAPATH.md
+   * §8). Only the flag changes: the generation word is written back as it is.
+   */
+  setAudit(on: boolean): void {
+    const { gen, flags } = this.#state();
+    const next = on ? flags | STATE_AUDIT : flags & ~STATE_AUDIT;
+    this.#dp.maps.state.update(u32Key(0), encode(StateValue, { gen, flags: next }));
+  }
+
+  #state(): { gen: number; flags: number } {
     const v = this.#dp.maps.state.lookup(u32Key(0));
-    return v ? Number(decode(StateValue, v).gen) & 1 : 0;
+    if (!v) return { gen: 0, flags: 0 };
+    const d = decode(StateValue, v);
+    return { gen: Number(d.gen), flags: Number(d.flags) };
   }
 
   /**
    * Points attachment `attachId` at `slot` in both generations. For an
    * attachment that is not attached yet (or is being adopted as a whole).
+   * `learn` sets ATTACH_LEARN: the program learns flows from the packets it
+   * allows (containers mode, where both directions are filtered by tinyfw).
    */
-  configureAttachment(attachId: number, slot: number, dir = DIR_INGRESS): void {
-    this.#dp.maps.attach.update(u32Key(attachId), encode(AttachValue, { slot: [slot, slot], dir }));
+  configureAttachment(
+    attachId: number,
+    slot: number,
+    dir = DIR_INGRESS,
+    opts: { learn?: boolean } = {},
+  ): void {
+    const flags = opts.learn ? ATTACH_LEARN : 0;
+    this.#dp.maps.attach.update(
+      u32Key(attachId),
+      encode(AttachValue, { slot: [slot, slot], dir, flags }),
+    );
   }
 
   /** Marks `attachId` unconfigured (its program, if still attached, passes everything). */
@@ -157,23 +191,35 @@ export class PolicySlots {
   /**
    * Switches every listed attachment to its new slot at one instant: the new
    * slots go into the inactive generation, then the generation word flips.
-   * Every packet reads the generation once, so none sees a mix.
+   * Every packet reads the generation once, so none sees a mix. An
+   * attachment's flags (ATTACH_LEARN) and the global flags (audit) are kept.
    */
   switchAttachments(changes: readonly { attachId: number; slot: number; dir: number }[]): void {
     const maps = this.#dp.maps;
-    const gen = this.generation();
+    const { gen, flags } = this.#state();
     const next = 1 - gen;
+    const attachFlags = new Map<number, number>();
     for (const c of changes) {
       const current = maps.attach.lookup(u32Key(c.attachId));
-      const slots = current ? (decode(AttachValue, current).slot as number[]) : [0, 0];
+      const old = current ? decode(AttachValue, current) : null;
+      const slots = old ? (old.slot as number[]) : [0, 0];
+      const f = old ? Number(old.flags) : 0;
+      attachFlags.set(c.attachId, f);
       slots[next] = c.slot;
-      maps.attach.update(u32Key(c.attachId), encode(AttachValue, { slot: slots, dir: c.dir }));
+      maps.attach.update(
+        u32Key(c.attachId),
+        encode(AttachValue, { slot: slots, dir: c.dir, flags: f }),
+      );
     }
-    maps.state.update(u32Key(0), encode(StateValue, { gen: next }));
+    maps.state.update(u32Key(0), encode(StateValue, { gen: next, flags }));
     for (const c of changes) {
       maps.attach.update(
         u32Key(c.attachId),
-        encode(AttachValue, { slot: [c.slot, c.slot], dir: c.dir }),
+        encode(AttachValue, {
+          slot: [c.slot, c.slot],
+          dir: c.dir,
+          flags: attachFlags.get(c.attachId) ?? 0,
+        }),
       );
     }
   }

@@ -1,7 +1,7 @@
 /**
  * Typed wrappers over libbpf.so.1 (1.1): bpf_object life cycle, map and
- * program handles, map element calls, XDP attach/query, test runs, object
- * info and pins. Failures throw {@link BpfError} carrying the errno, libbpf's
+ * program handles, map element calls, XDP attach/query, tc (clsact) hooks and
+ * filters, ring buffers, test runs, object info and pins. Failures throw {@link BpfError} carrying the errno, libbpf's
  * message and the lines libbpf logged during the call (the verifier log of a
  * rejected program, the kernel's netlink message of a refused attach...).
  *
@@ -48,8 +48,17 @@ export const BPF_MAP_TYPE_LRU_HASH = 9;
 export const BPF_MAP_TYPE_LRU_PERCPU_HASH = 10;
 export const BPF_MAP_TYPE_LPM_TRIE = 11;
 export const BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE = 21;
-/** enum bpf_prog_type: XDP. */
+export const BPF_MAP_TYPE_RINGBUF = 27;
+/** enum bpf_prog_type: tc classifier (SEC("tc")), XDP. */
+export const BPF_PROG_TYPE_SCHED_CLS = 3;
 export const BPF_PROG_TYPE_XDP = 6;
+
+/** enum bpf_tc_attach_point. */
+export const BPF_TC_INGRESS = 1;
+export const BPF_TC_EGRESS = 2;
+export const BPF_TC_CUSTOM = 4;
+/** enum bpf_tc_flags. */
+export const BPF_TC_F_REPLACE = 1;
 
 const BTF_KIND_VAR = 14;
 const BTF_KIND_DATASEC = 15;
@@ -95,6 +104,15 @@ const SYMBOLS = {
   bpf_xdp_attach: { parameters: ["i32", "i32", "u32", "buffer"], result: "i32" },
   bpf_xdp_detach: { parameters: ["i32", "u32", "buffer"], result: "i32" },
   bpf_xdp_query: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  bpf_tc_hook_create: { parameters: ["buffer"], result: "i32" },
+  bpf_tc_hook_destroy: { parameters: ["buffer"], result: "i32" },
+  bpf_tc_attach: { parameters: ["buffer", "buffer"], result: "i32" },
+  bpf_tc_detach: { parameters: ["buffer", "buffer"], result: "i32" },
+  bpf_tc_query: { parameters: ["buffer", "buffer"], result: "i32" },
+  ring_buffer__new: { parameters: ["i32", "function", "pointer", "buffer"], result: "pointer" },
+  ring_buffer__consume: { parameters: ["pointer"], result: "i32" },
+  ring_buffer__epoll_fd: { parameters: ["pointer"], result: "i32" },
+  ring_buffer__free: { parameters: ["pointer"], result: "void" },
   bpf_prog_test_run_opts: { parameters: ["i32", "buffer"], result: "i32" },
   bpf_prog_get_fd_by_id: { parameters: ["u32"], result: "i32" },
   bpf_map_get_fd_by_id: { parameters: ["u32"], result: "i32" },
@@ -668,6 +686,214 @@ export function xdpQuery(ifindex: number, flags = 0): XdpQueryResult {
     skbProgId: view.getUint32(20, true),
     attachMode: view.getUint8(24),
   };
+}
+
+// ---------------------------------------------------------------------------
+// tc (clsact) hooks and BPF filters, through libbpf's netlink calls. Each acts
+// in the network namespace of the calling thread.
+
+/** Where a tc hook is: an interface and ingress/egress (BPF_TC_*) of its clsact qdisc. */
+export interface TcHook {
+  ifindex: number;
+  /** BPF_TC_INGRESS or BPF_TC_EGRESS (BPF_TC_INGRESS | BPF_TC_EGRESS: the whole qdisc). */
+  attachPoint: number;
+}
+
+/** A BPF filter on a tc hook: its handle and priority (1..65535) identify it. */
+export interface TcFilterId {
+  handle: number;
+  priority: number;
+}
+
+function tcHook(h: TcHook): Uint8Array<ArrayBuffer> {
+  const buf = new Uint8Array(24); // struct bpf_tc_hook
+  const view = new DataView(buf.buffer);
+  view.setBigUint64(0, 24n, true); // sz
+  view.setInt32(8, h.ifindex, true); // ifindex
+  view.setUint32(12, h.attachPoint, true); // attach_point
+  return buf; // parent @16 stays 0: the clsact qdisc's own
+}
+
+function tcOpts(
+  o: { progFd?: number; flags?: number; handle?: number; priority?: number },
+): Uint8Array<ArrayBuffer> {
+  const buf = new Uint8Array(32); // struct bpf_tc_opts
+  const view = new DataView(buf.buffer);
+  view.setBigUint64(0, 32n, true); // sz
+  view.setInt32(8, o.progFd ?? 0, true); // prog_fd
+  view.setUint32(12, o.flags ?? 0, true); // flags
+  view.setUint32(20, o.handle ?? 0, true); // handle
+  view.setUint32(24, o.priority ?? 0, true); // priority
+  return buf;
+}
+
+/**
+ * bpf_tc_hook_create: adds a clsact qdisc to the interface. Returns true if it
+ * was created, false if one was there already (EEXIST).
+ */
+export function tcHookCreate(hook: TcHook): boolean {
+  const ret = begin().bpf_tc_hook_create(tcHook(hook));
+  if (ret === -17) return false;
+  if (ret < 0) throw bpfError(`bpf_tc_hook_create ifindex ${hook.ifindex}`, ret);
+  return true;
+}
+
+/**
+ * bpf_tc_hook_destroy. With attachPoint BPF_TC_INGRESS | BPF_TC_EGRESS it
+ * deletes the clsact qdisc (and every filter on it); with one of them, it
+ * deletes every filter of that hook.
+ */
+export function tcHookDestroy(hook: TcHook): void {
+  call(
+    `bpf_tc_hook_destroy ifindex ${hook.ifindex}`,
+    (s) => s.bpf_tc_hook_destroy(tcHook(hook)),
+  );
+}
+
+/**
+ * bpf_tc_attach: a direct-action BPF filter running `progFd` on the hook.
+ * `handle`/`priority` 0 let the kernel choose; with `replace` an existing
+ * filter of that handle and priority is replaced, else one there fails EEXIST.
+ * Returns the filter's handle and priority and the program id.
+ */
+export function tcAttach(
+  hook: TcHook,
+  opts: { progFd: number; handle?: number; priority?: number; replace?: boolean },
+): TcFilterId & { progId: number } {
+  const o = tcOpts({
+    progFd: opts.progFd,
+    handle: opts.handle,
+    priority: opts.priority,
+    flags: opts.replace ? BPF_TC_F_REPLACE : 0,
+  });
+  call(`bpf_tc_attach ifindex ${hook.ifindex}`, (s) => s.bpf_tc_attach(tcHook(hook), o));
+  const view = new DataView(o.buffer);
+  return {
+    progId: view.getUint32(16, true),
+    handle: view.getUint32(20, true),
+    priority: view.getUint32(24, true),
+  };
+}
+
+/** bpf_tc_detach: deletes the BPF filter `id` of the hook (ENOENT if there is none). */
+export function tcDetach(hook: TcHook, id: TcFilterId): void {
+  call(
+    `bpf_tc_detach ifindex ${hook.ifindex}`,
+    (s) => s.bpf_tc_detach(tcHook(hook), tcOpts(id)),
+  );
+}
+
+/** bpf_tc_query: the id of the program of BPF filter `id`, or null if there is no such filter. */
+export function tcQuery(hook: TcHook, id: TcFilterId): number | null {
+  const o = tcOpts(id);
+  const ret = begin().bpf_tc_query(tcHook(hook), o);
+  if (ret === -2 || ret === -22) {
+    // ENOENT: no filter there; EINVAL: no clsact qdisc at all (the kernel's answer).
+    return null;
+  }
+  if (ret < 0) throw bpfError(`bpf_tc_query ifindex ${hook.ifindex}`, ret);
+  return new DataView(o.buffer).getUint32(16, true);
+}
+
+// ---------------------------------------------------------------------------
+// Ring buffers.
+
+const SAMPLE_DEF = { parameters: ["pointer", "pointer", "usize"], result: "i32" } as const;
+
+/**
+ * A consumer of a BPF ring buffer map (libbpf ring_buffer). Records are
+ * copied out and handed to `onSample` synchronously, on the JS thread, from
+ * within {@link consume}. Wait for records with {@link epollFd} (readable
+ * when there is something to consume), e.g. with libc's waitReadable.
+ */
+export class RingBuffer {
+  #ptr: Deno.PointerObject | null;
+  readonly #callback: Deno.UnsafeCallback<typeof SAMPLE_DEF>;
+  readonly #onSample: (record: Uint8Array) => void;
+  #failure: { error: unknown } | null = null;
+
+  private constructor(
+    ptr: Deno.PointerObject,
+    callback: Deno.UnsafeCallback<typeof SAMPLE_DEF>,
+    onSample: (record: Uint8Array) => void,
+  ) {
+    this.#ptr = ptr;
+    this.#callback = callback;
+    this.#onSample = onSample;
+  }
+
+  /** ring_buffer__new on the ring buffer map `mapFd`. */
+  static open(mapFd: number, onSample: (record: Uint8Array) => void): RingBuffer {
+    let self: RingBuffer | null = null;
+    const callback = new Deno.UnsafeCallback(
+      SAMPLE_DEF,
+      (_ctx: Deno.PointerValue, data: Deno.PointerValue, size: number | bigint): number => {
+        return self ? self.#deliver(data, Number(size)) : 0;
+      },
+    );
+    const opts = new Uint8Array(8); // struct ring_buffer_opts { size_t sz; }
+    new DataView(opts.buffer).setBigUint64(0, 8n, true);
+    let ptr: Deno.PointerObject;
+    try {
+      ptr = callPtr(
+        `ring_buffer__new map fd ${mapFd}`,
+        (s) => s.ring_buffer__new(mapFd, callback.pointer, null, opts),
+      );
+    } catch (e) {
+      callback.close();
+      throw e;
+    }
+    self = new RingBuffer(ptr, callback, onSample);
+    return self;
+  }
+
+  #deliver(data: Deno.PointerValue, size: number): number {
+    if (!data || this.#failure) return -1;
+    const record = new Uint8Array(size);
+    new Deno.UnsafePointerView(data).copyInto(record);
+    try {
+      this.#onSample(record);
+      return 0;
+    } catch (error) {
+      // Never let an exception cross libbpf: stop, and rethrow from consume().
+      this.#failure = { error };
+      return -1;
+    }
+  }
+
+  get #p(): Deno.PointerObject {
+    if (!this.#ptr) throw new Error("ring buffer is closed");
+    return this.#ptr;
+  }
+
+  /** An epoll fd that is readable when records are waiting (owned by the ring buffer). */
+  get epollFd(): number {
+    return call("ring_buffer__epoll_fd", (s) => s.ring_buffer__epoll_fd(this.#p));
+  }
+
+  /**
+   * Hands every waiting record to `onSample`; returns how many were consumed.
+   * If `onSample` throws, consumption stops (that record counts as consumed)
+   * and the exception is rethrown here.
+   */
+  consume(): number {
+    const ret = begin().ring_buffer__consume(this.#p);
+    if (this.#failure) {
+      const { error } = this.#failure;
+      this.#failure = null;
+      throw error;
+    }
+    if (ret < 0) throw bpfError("ring_buffer__consume", ret);
+    return ret;
+  }
+
+  /** ring_buffer__free; the callback is released with it. */
+  close(): void {
+    if (!this.#ptr) return;
+    bpf().ring_buffer__free(this.#ptr);
+    this.#ptr = null;
+    this.#callback.close();
+  }
 }
 
 // ---------------------------------------------------------------------------

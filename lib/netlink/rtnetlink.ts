@@ -44,6 +44,7 @@ import {
   type NetlinkMessage,
 } from "./message.ts";
 import { decodeNsidMessage, encodeGetNsidRequest } from "./nsid.ts";
+import { decodeFilterMessage, encodeGetFilterDump, RTM_NEWTFILTER, type TcFilter } from "./tc.ts";
 import { closeFd, NetlinkSocket, type NetlinkTransport, openFd } from "./socket.ts";
 
 const ENODEV = 19;
@@ -205,6 +206,33 @@ export class RtnetlinkClient {
       return this.getNsidByFd(fd);
     } finally {
       closeFd(fd);
+    }
+  }
+
+  /**
+   * The tc filters attached under `parent` on interface `ifindex` (e.g. a
+   * clsact hook: TC_PARENT_CLSACT_EGRESS), in the kernel's order; empty when
+   * there are none or no such qdisc. Throws NetlinkError (ENODEV for no such
+   * interface).
+   */
+  listTcFilters(ifindex: number, parent: number): TcFilter[] {
+    for (let attempt = 1;; attempt++) {
+      const seq = this.#nextSeq();
+      const { messages, interrupted } = this.#exchange(
+        "RTM_GETTFILTER dump",
+        seq,
+        encodeGetFilterDump(seq, ifindex, parent),
+      );
+      if (!interrupted) {
+        return messages.filter((m) => m.header.type === RTM_NEWTFILTER).map(decodeFilterMessage);
+      }
+      if (attempt === DUMP_ATTEMPTS) {
+        throw new NetlinkError({
+          op: "RTM_GETTFILTER dump",
+          errno: EINTR,
+          description: `filters kept changing during ${DUMP_ATTEMPTS} dump attempts`,
+        });
+      }
     }
   }
 

@@ -64,6 +64,9 @@ export interface FrameSpec {
   /** ICMP/ICMPv6 type and code; defaults echo request (8 / 128) and 0. */
   icmpType?: number;
   icmpCode?: number;
+  /** ICMP/ICMPv6 echo identifier and sequence number (the header's bytes 4-7); default 1 and 1. */
+  icmpId?: number;
+  icmpSeq?: number;
   /** TCP flags byte; default SYN (0x02). */
   tcpFlags?: number;
   /** VLAN tags, outermost first (0..3 are meaningful to the parser). */
@@ -262,7 +265,8 @@ function writeL4(
   if (proto === 1 || proto === 58) {
     frame[p] = spec.icmpType ?? (proto === 1 ? 8 : 128);
     frame[p + 1] = spec.icmpCode ?? 0;
-    view.setUint32(p + 4, 0x00010001); // id 1, sequence 1
+    view.setUint16(p + 4, spec.icmpId ?? 1);
+    view.setUint16(p + 6, spec.icmpSeq ?? 1);
     return;
   }
   view.setUint16(p, spec.sport ?? 40000);

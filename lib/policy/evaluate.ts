@@ -7,30 +7,81 @@
  */
 
 import { contains } from "./cidr.ts";
+import type { FlowTable } from "./flows.ts";
 import { type IpPacket, type ParsedPacket, parsePacket } from "./packet.ts";
 import { hasIcmpKey, hasPorts, ND_TYPE_FIRST, ND_TYPE_LAST, PROTOCOL_NUMBER } from "./protocol.ts";
 import type { Direction, Policy, Rule } from "./types.ts";
 
-/** Why a packet got its verdict. */
-export type DecisionReason = "rule" | "default" | "nonip" | "malformed" | "nd";
+/**
+ * Why a packet got its verdict. `reply`: the rules deny it, but it answers a
+ * flow in the flow table (DATAPATH.md §7), so it passes.
+ */
+export type DecisionReason = "rule" | "default" | "nonip" | "malformed" | "nd" | "reply";
 
 /** The verdict on one packet and what decided it. */
 export interface Decision {
+  /** What happens to the packet: "allow" passes it (audited and reply packets included). */
   verdict: "allow" | "deny";
   reason: DecisionReason;
   /** Index of the deciding rule (reason `rule`). */
   ruleIndex?: number;
   /** Name of the deciding rule (reason `rule`). */
   rule?: string;
+  /**
+   * Audit mode passed a packet that the rule (or default) of `reason` denies;
+   * its counter counts it as if it were dropped.
+   */
+  audited?: true;
+}
+
+/** The stateful parts of a data path: flow table, learning, audit mode. */
+export interface EvaluateOptions {
+  /**
+   * The flow table: a packet the rules deny passes when it is a reply
+   * (reason `reply`). Without it, nothing is a reply.
+   */
+  flows?: FlowTable;
+  /** Learn from what passes by a rule or the default (an ATTACH_LEARN attachment). */
+  learn?: boolean;
+  /** Audit mode (STATE_AUDIT): what the rules deny passes, with `audited: true`. */
+  audit?: boolean;
 }
 
 /** Decides a raw Ethernet frame seen in direction `dir`. */
-export function evaluate(policy: Policy, dir: Direction, frame: Uint8Array): Decision {
-  return evaluateParsed(policy, dir, parsePacket(frame));
+export function evaluate(
+  policy: Policy,
+  dir: Direction,
+  frame: Uint8Array,
+  opts: EvaluateOptions = {},
+): Decision {
+  return evaluateParsed(policy, dir, parsePacket(frame), opts);
 }
 
-/** Decides an already parsed packet seen in direction `dir`. */
-export function evaluateParsed(policy: Policy, dir: Direction, pkt: ParsedPacket): Decision {
+/**
+ * Decides an already parsed packet seen in direction `dir`; with `opts`, as
+ * the data path does around the rules (DATAPATH.md §7-8): a denied packet is
+ * first checked against the flow table, then audit mode may pass it; what
+ * passes by a rule or the default (or by audit) is learned from when `learn`.
+ */
+export function evaluateParsed(
+  policy: Policy,
+  dir: Direction,
+  pkt: ParsedPacket,
+  opts: EvaluateOptions = {},
+): Decision {
+  const d = decideByRules(policy, dir, pkt);
+  if (pkt.kind !== "ip" || (d.reason !== "rule" && d.reason !== "default")) return d;
+  if (d.verdict === "deny") {
+    if (opts.flows?.isReply(pkt)) return { verdict: "allow", reason: "reply" };
+    if (!opts.audit) return d;
+    if (opts.learn) opts.flows?.learn(pkt);
+    return { ...d, verdict: "allow", audited: true };
+  }
+  if (opts.learn) opts.flows?.learn(pkt);
+  return d;
+}
+
+function decideByRules(policy: Policy, dir: Direction, pkt: ParsedPacket): Decision {
   if (pkt.kind === "nonip") return { verdict: "allow", reason: "nonip" };
   if (pkt.kind === "malformed") return { verdict: "deny", reason: "malformed" };
 

@@ -40,6 +40,10 @@ export interface IpPacket {
   /** ICMP/ICMPv6 type and code. */
   icmpType?: number;
   icmpCode?: number;
+  /** TCP: the flags byte (SYN 0x02, ACK 0x10...). */
+  tcpFlags?: number;
+  /** ICMP echo request/reply (types 8/0) and ICMPv6 echo (128/129): the identifier. */
+  echoId?: number;
 }
 
 /** EtherType of IPv4. */
@@ -179,9 +183,13 @@ function parseL4(
     pkt.icmpType = frame[p];
     pkt.icmpCode = frame[p + 1];
     pkt.l4 = (frame[p] << 8) | frame[p + 1];
+    const t = frame[p];
+    const echo = proto === PROTO_ICMP ? t === 8 || t === 0 : t === 128 || t === 129;
+    if (echo) pkt.echoId = (frame[p + 4] << 8) | frame[p + 5];
   } else {
     pkt.sport = (frame[p] << 8) | frame[p + 1];
     pkt.l4 = (frame[p + 2] << 8) | frame[p + 3];
+    if (proto === PROTO_TCP) pkt.tcpFlags = frame[p + 13];
   }
   return pkt;
 }

@@ -11,13 +11,18 @@ import {
   AttachValue,
   ClassValue,
   CounterValue,
+  CpuStateValue,
   decode,
   DIR_INGRESS,
   encode,
+  EVENTS_RINGBUF_SIZE,
+  FlowKey,
+  FlowValue,
   type Layout,
   LAYOUTS,
   LpmV4Key,
   LpmV6Key,
+  MAX_FLOWS,
   PolicyValue,
   PortLpmKey,
   RuleKey,
@@ -157,6 +162,11 @@ struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 16);
   __type(key, __u32); __type(value, struct odd); } counters SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, STAT_COUNT);
   __type(key, __u32); __type(value, __u64); } stats SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_LRU_HASH); __uint(max_entries, 64);
+  __type(key, struct tfw_flow_key); __type(value, struct tfw_flow); } flows SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 4096); } events SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1);
+  __type(key, __u32); __type(value, struct tfw_cpu_state); } cpu_state SEC(".maps");
 
 SEC("xdp")
 int tinyfw_xdp(struct xdp_md *ctx)
@@ -173,6 +183,12 @@ int tinyfw_xdp(struct xdp_md *ctx)
 		o->c += before;
 	}
 	return attach_id == 3 ? XDP_DROP : XDP_PASS;
+}
+
+SEC("tc")
+int tinyfw_tc_learn(struct __sk_buff *skb)
+{
+	return -1;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -305,6 +321,9 @@ Deno.test("load: every map exists with the sizes layout.ts defines", () => {
     port_lpm: [PortLpmKey.size, VerdictValue.size],
     counters: [4, CounterValue.size],
     stats: [4, 8],
+    flows: [FlowKey.size, FlowValue.size],
+    events: [0, 0],
+    cpu_state: [4, CpuStateValue.size],
   };
   // Full-size maps, as the agent loads them.
   const dp = Datapath.load();
@@ -318,6 +337,8 @@ Deno.test("load: every map exists with the sizes layout.ts defines", () => {
     assert.equal(dp.maps.counters.perCpu, true);
     assert.equal(dp.maps.stats.perCpu, true);
     assert.equal(dp.maps.rule_hash.perCpu, false);
+    assert.equal(dp.maps.flows.maxEntries, MAX_FLOWS);
+    assert.equal(dp.maps.events.maxEntries, EVENTS_RINGBUF_SIZE);
   } finally {
     dp.close();
   }
@@ -513,21 +534,25 @@ Deno.test("errors: BpfError carries errno, libbpf's message and log", async () =
   }
 });
 
-Deno.test("load: kernel log statistics of the real program", () => {
-  const obj = BpfObject.openMem(
-    Deno.readFileSync(new URL("../../bpf/tinyfw.bpf.o", import.meta.url)),
-    {
-      kernelLogLevel: 4,
-    },
-  );
-  try {
-    assert.equal(obj.findProgram("tinyfw_xdp")?.name, "tinyfw_xdp");
-    obj.load();
-    const log = obj.kernelLog();
-    assert.match(log, /processed \d+ insns/);
-    console.log(log.trim().split("\n").join("; "));
-  } finally {
-    obj.close();
+Deno.test("load: kernel log statistics of the real programs", () => {
+  // The log buffer keeps the last program load's: one program per load.
+  for (const name of ["tinyfw_xdp", "tinyfw_tc_learn"]) {
+    const obj = BpfObject.openMem(
+      Deno.readFileSync(new URL("../../bpf/tinyfw.bpf.o", import.meta.url)),
+      {
+        kernelLogLevel: 4,
+      },
+    );
+    try {
+      assert.equal(obj.findProgram(name)?.name, name);
+      for (const p of obj.programs()) p.setAutoload(p.name === name);
+      obj.load();
+      const log = obj.kernelLog();
+      assert.match(log, /processed \d+ insns/);
+      console.log(`${name}: ${log.trim().split("\n").join("; ")}`);
+    } finally {
+      obj.close();
+    }
   }
 });
 

@@ -1,0 +1,134 @@
+/**
+ * The compile step of loading: compiles every policy of a valid set
+ * (`compilePolicy`), reports a policy that does not fit the data plane's
+ * maps as an error, and warns about rules that can never decide a packet.
+ *
+ * A rule is shadowed when no compiled entry names it: for every packet it
+ * matches, an earlier rule of the policy matches first. This is exact for
+ * any combination of earlier rules (it is what the data plane will do), not
+ * only for a single earlier rule that covers it; the message names that rule
+ * when there is one.
+ *
+ * @module
+ */
+
+import { MAX_COUNTERS } from "../datapath/layout.ts";
+import { containsCidr } from "./cidr.ts";
+import { type CompiledPolicy, CompileError, compilePolicy } from "./compile.ts";
+import { ruleWhere } from "./lint.ts";
+import type { Reporter } from "./report.ts";
+import type { ValidatedSet } from "./schema.ts";
+import type { Policy, PortRange, Rule } from "./types.ts";
+
+/** Most earlier rules compared with each shadowed rule to name the one that shadows it. */
+const MAX_COVER_COMPARISONS = 2_000_000;
+
+/**
+ * Compiles each policy; errors for those that do not fit, warnings for
+ * shadowed rules. Returns the compiled policies (in set order), or null when
+ * one of them failed.
+ */
+export function compileSet(vs: ValidatedSet, report: Reporter): CompiledPolicy[] | null {
+  const out: CompiledPolicy[] = [];
+  let failed = false;
+  vs.set.policies.forEach((policy, i) => {
+    const where = { policy: policy.name, policyIndex: i };
+    const at = vs.sources[i].node.offset;
+    const counters = 2 * policy.rules.length + 2;
+    if (counters > MAX_COUNTERS) {
+      report.error(
+        at,
+        where,
+        undefined,
+        `has ${policy.rules.length} rules; at most ${(MAX_COUNTERS - 2) / 2} fit the counters map`,
+      );
+      failed = true;
+      return;
+    }
+    let compiled: CompiledPolicy;
+    try {
+      compiled = compilePolicy(policy);
+    } catch (e) {
+      if (!(e instanceof CompileError)) throw e;
+      const detail = e.message.replace(/^policy "(?:[^"\\]|\\.)*" /, "");
+      report.error(at, where, undefined, `does not fit the data plane's maps: it ${detail}`);
+      failed = true;
+      return;
+    }
+    out.push(compiled);
+    warnShadowed(compiled, i, vs, report);
+  });
+  return failed ? null : out;
+}
+
+/** The indexes of the rules that decide at least one compiled entry. */
+export function decidingRules(compiled: CompiledPolicy): Uint8Array {
+  const live = new Uint8Array(compiled.policy.rules.length);
+  for (const d of compiled.dirs) {
+    for (const e of d.hash) live[e.rule] = 1;
+    for (const e of d.lpm) live[e.rule] = 1;
+  }
+  return live;
+}
+
+function warnShadowed(
+  compiled: CompiledPolicy,
+  i: number,
+  vs: ValidatedSet,
+  report: Reporter,
+): void {
+  const policy = compiled.policy;
+  const live = decidingRules(compiled);
+  let budget = MAX_COVER_COMPARISONS;
+  for (let j = 0; j < live.length; j++) {
+    if (live[j]) continue;
+    let culprit = -1;
+    for (let q = 0; q < j && budget > 0; q++, budget--) {
+      if (covers(policy.rules[q], policy.rules[j])) {
+        culprit = q;
+        break;
+      }
+    }
+    const message = culprit >= 0
+      ? `never matches: ${
+        ruleLabel(policy, culprit)
+      } comes first and matches every packet this rule matches`
+      : "never matches: the rules before it together match every packet this rule matches";
+    report.warn(vs.sources[i].rules[j].offset, ruleWhere(policy, i, j), undefined, message);
+  }
+}
+
+function ruleLabel(policy: Policy, q: number): string {
+  const name = policy.rules[q].name;
+  return name === `${policy.name}#${q + 1}` ? `rule ${q + 1}` : `rule ${q + 1} (${name})`;
+}
+
+/** True when every packet `r` matches is matched by `q` (a sufficient test, not a complete one). */
+export function covers(q: Rule, r: Rule): boolean {
+  if (q.direction !== "both" && q.direction !== r.direction) return false;
+  if (q.protocol !== "any" && q.protocol !== r.protocol) return false;
+  if (q.ports?.length) {
+    if (!r.ports?.length || !r.ports.every((pr) => rangeCovered(pr, q.ports!))) return false;
+  }
+  if (q.icmp) {
+    if (!r.icmp || r.icmp.type !== q.icmp.type) return false;
+    if (q.icmp.code !== undefined && r.icmp.code !== q.icmp.code) return false;
+  }
+  if (q.cidrs?.length) {
+    if (!r.cidrs?.length) return false;
+    if (!r.cidrs.every((c) => q.cidrs!.some((o) => containsCidr(o, c)))) return false;
+  }
+  return true;
+}
+
+/** True when `pr` lies within the union of `ranges`. */
+function rangeCovered(pr: PortRange, ranges: readonly PortRange[]): boolean {
+  const sorted = [...ranges].sort((a, b) => a.from - b.from);
+  let next = pr.from;
+  for (const r of sorted) {
+    if (r.from > next) break;
+    if (r.to >= next) next = r.to + 1;
+    if (next > pr.to) return true;
+  }
+  return next > pr.to;
+}
