@@ -800,7 +800,7 @@ static __always_inline int is_reply(struct packet *pkt)
 
 /* ---------------------------------------------------------------------------
  * Drop samples: at most SAMPLES_PER_SEC per CPU and one-second window; the
- * rest are counted in stats[STAT_SAMPLES_LOST]. The budget check is inline
+ * rest are counted in cpu_state.lost (no extra lookup). The budget check is inline
  * and, in a flood, costs a per-CPU lookup, the jiffies helper and one
  * comparison: once the budget has run out, the rest of that jiffy skips the
  * clock. Writing a sample (a few per second) is a global function.
@@ -851,7 +851,7 @@ static __always_inline void sample(struct packet *pkt, __u32 kind, __u32 counter
 	}
 	c->spent = j;
 lost:
-	stat_inc(STAT_SAMPLES_LOST);
+	c->lost += 1;
 }
 
 /*

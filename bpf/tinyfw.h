@@ -37,7 +37,6 @@
 #define STAT_UNCONFIGURED 3
 #define STAT_REPLY 4
 #define STAT_AUDIT 5
-#define STAT_SAMPLES_LOST 6
 #define STAT_COUNT 8
 #define STATE_AUDIT 1
 #define EVENT_DROP 1
@@ -300,13 +299,15 @@ struct tfw_cpu_state {
 	__u32 sent; /* samples sent in it */
 	__u32 pad;
 	__u64 spent; /* jiffies during which the budget ran out: drops then skip the clock */
+	__u64 lost; /* drop samples not sent (budget spent or ring buffer full); summed by user space */
 };
-_Static_assert(sizeof(struct tfw_cpu_state) == 40, "tfw_cpu_state size");
+_Static_assert(sizeof(struct tfw_cpu_state) == 48, "tfw_cpu_state size");
 _Static_assert(__builtin_offsetof(struct tfw_cpu_state, jiffies) == 0, "tfw_cpu_state.jiffies");
 _Static_assert(__builtin_offsetof(struct tfw_cpu_state, now) == 8, "tfw_cpu_state.now");
 _Static_assert(__builtin_offsetof(struct tfw_cpu_state, window) == 16, "tfw_cpu_state.window");
 _Static_assert(__builtin_offsetof(struct tfw_cpu_state, sent) == 24, "tfw_cpu_state.sent");
 _Static_assert(__builtin_offsetof(struct tfw_cpu_state, pad) == 28, "tfw_cpu_state.pad");
 _Static_assert(__builtin_offsetof(struct tfw_cpu_state, spent) == 32, "tfw_cpu_state.spent");
+_Static_assert(__builtin_offsetof(struct tfw_cpu_state, lost) == 40, "tfw_cpu_state.lost");
 
 #endif /* TINYFW_H */

@@ -428,7 +428,8 @@ export class Agent {
     this.#log.info(
       `${e.kind === "audit" ? "would drop" : "dropped"} {packet} on {iface} by {policy}/{rule}`,
       {
-        packet: formatDropEvent(e),
+        // formatDropEvent starts with the kind ("drop ...", "audit ..."): said by the verb here.
+        packet: formatDropEvent(e).replace(/^\S+ /, ""),
         iface: a?.iface ?? `attachment ${e.attachId}`,
         policy: who?.policy ?? "?",
         rule: who?.rule ?? "?",

@@ -20,6 +20,7 @@ import { RingBuffer } from "../ffi/libbpf.ts";
 import { waitReadable } from "../ffi/libc.ts";
 import { formatIp } from "../policy/cidr.ts";
 import {
+  CpuStateValue,
   decode,
   DIR_EGRESS,
   EVENT_AUDIT,
@@ -31,7 +32,7 @@ import {
   PROTO_TCP,
   PROTO_UDP,
 } from "./layout.ts";
-import type { BpfMap } from "./object.ts";
+import { type BpfMap, type Datapath, u32Key } from "./object.ts";
 
 /** A decoded `tfw_event`. */
 export interface DropEvent {
@@ -228,4 +229,16 @@ export class EventReader {
       this.#rb.close();
     }
   }
+}
+
+/**
+ * Drop samples the data path could not send (per-CPU budget spent, or the
+ * ring buffer full), summed over CPUs. Samples received plus this equal the
+ * packets dropped (and, in audit mode, passed) by the rules.
+ */
+export function samplesLost(dp: Datapath): bigint {
+  const values = dp.maps.cpu_state.lookupPerCpu(u32Key(0)) ?? [];
+  let lost = 0n;
+  for (const v of values) lost += decode(CpuStateValue, v).lost as bigint;
+  return lost;
 }

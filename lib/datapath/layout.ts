@@ -237,7 +237,6 @@ export const STAT_ND = 2; // IPv6 neighbour discovery passed without a rule
 export const STAT_UNCONFIGURED = 3; // passed: attachment has no policy yet
 export const STAT_REPLY = 4; // denied by the rules but passed: a reply to an allowed flow
 export const STAT_AUDIT = 5; // denied by the rules but passed: audit mode
-export const STAT_SAMPLES_LOST = 6; // drop samples not sent (rate limit or full ring buffer)
 export const STAT_COUNT = 8;
 
 /** `tfw_state.flags` bits. */
@@ -327,7 +326,6 @@ export const CONSTANTS: Record<string, number> = {
   STAT_UNCONFIGURED,
   STAT_REPLY,
   STAT_AUDIT,
-  STAT_SAMPLES_LOST,
   STAT_COUNT,
   STATE_AUDIT,
   EVENT_DROP,
@@ -612,6 +610,11 @@ export const CpuStateValue = defineLayout(
       name: "spent",
       type: "u64",
       doc: "jiffies during which the budget ran out: drops then skip the clock",
+    },
+    {
+      name: "lost",
+      type: "u64",
+      doc: "drop samples not sent (budget spent or ring buffer full); summed by user space",
     },
   ],
 );

@@ -32,10 +32,9 @@ import {
   STAT_ND,
   STAT_NONIP,
   STAT_REPLY,
-  STAT_SAMPLES_LOST,
 } from "../../lib/datapath/layout.ts";
 import { clearFlows, decodeFlowKey, listFlows } from "../../lib/datapath/flows.ts";
-import { type DropEvent, EventReader } from "../../lib/datapath/events.ts";
+import { type DropEvent, EventReader, samplesLost } from "../../lib/datapath/events.ts";
 import { compilePolicy } from "../../lib/policy/compile.ts";
 import { type Decision, evaluate } from "../../lib/policy/evaluate.ts";
 import { flowKey, FlowTable } from "../../lib/policy/flows.ts";
@@ -280,7 +279,7 @@ function checkSequence(
   const statExpected = new Map(stats.map((s) => [s, statValue(h, s)]));
   const counterExpected = new Map<number, bigint>();
   const bump = (m: Map<number, bigint>, k: number) => m.set(k, (m.get(k) ?? 0n) + 1n);
-  const lostBefore = statValue(h, STAT_SAMPLES_LOST);
+  const lostBefore = samplesLost(h.dp);
   h.reader.consume();
   h.events.length = 0;
   let packets = 0;
@@ -370,7 +369,7 @@ function checkSequence(
 
     // Samples: every dropped or audited packet was either sampled (in order) or counted lost.
     h.reader.consume();
-    const lost = statValue(h, STAT_SAMPLES_LOST) - lostBefore;
+    const lost = samplesLost(h.dp) - lostBefore;
     if (problems.length === 0) {
       if (BigInt(h.events.length) + lost !== BigInt(sampled.length)) {
         problems.push(
@@ -617,7 +616,7 @@ Deno.test("stateful: drop samples carry the 5-tuple and are limited per CPU and 
     h.events.length = 0;
     // Wait for a fresh one-second window on whatever CPU runs this.
     await new Promise((r) => setTimeout(r, 1100));
-    const lost0 = statValue(h, STAT_SAMPLES_LOST);
+    const lost0 = samplesLost(h.dp);
     const frame = buildFrame({
       family: 6,
       proto: "udp",
@@ -631,7 +630,7 @@ Deno.test("stateful: drop samples carry the 5-tuple and are limited per CPU and 
     for (let i = 0; i < N; i++) assert.equal(testRun(xdp, frame).retval, XDP_DROP);
     const elapsed = performance.now() - t0;
     h.reader.consume();
-    const lost = statValue(h, STAT_SAMPLES_LOST) - lost0;
+    const lost = samplesLost(h.dp) - lost0;
     assert.equal(BigInt(h.events.length) + lost, BigInt(N));
     assert.ok(h.events.length >= 20, `${h.events.length} samples`);
     if (elapsed < 900) {

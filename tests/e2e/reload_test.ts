@@ -7,8 +7,11 @@
 import assert from "node:assert/strict";
 import { AgentProcess } from "../helpers/agent_process.ts";
 import {
+  CLIENT4,
+  CLIENT6,
   NETPEER,
   reach,
+  ROOT,
   SERVER4,
   SERVER6,
   startServer,
@@ -181,6 +184,76 @@ Deno.test("reload: 200 switches between two 10,000-rule policies under load let 
         assert.equal(agent.count(/rejected/g), 0);
       } finally {
         await flooder?.kill();
+        await agent.stop("SIGKILL");
+      }
+    });
+  });
+});
+
+Deno.test("reload: a 100,000-rule policy passes check and is reloaded into force", async () => {
+  const big = bigPolicy(100_000, false, 3);
+  await withPolicyFile(async (file) => {
+    await Deno.writeTextFile(`${file}.big`, big);
+    const check = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--quiet", `${ROOT}main.ts`, "check", "--policy", `${file}.big`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(check.code, 0, new TextDecoder().decode(check.stderr));
+    assert.match(new TextDecoder().decode(check.stdout), /100001 rules|100,001 rules/);
+
+    await withTopology(async ({ server, client, iface }) => {
+      await startServer(server, { udp: [9] });
+      await Deno.writeTextFile(file, denyTcp(8080));
+      const agent = AgentProcess.start(["--iface", iface, "--policy", file], server);
+      try {
+        await agent.waitFor(/attached to/);
+        await replaceFile(file, big);
+        agent.signal("SIGHUP");
+        await agent.waitForCount(RELOADED, 1, 120_000);
+        const ms = /policy reloaded \(SIGHUP\) in (\d+) ms/.exec(agent.log);
+        assert.ok(ms, agent.log);
+        console.log(`100,000-rule reload: ${ms[1]} ms from SIGHUP to switched`);
+        assert.equal(await reach(client, "udp", SERVER4, 9), false, "discard (UDP 9) not enforced");
+        assert.equal(await agent.stop(), 0, agent.log);
+      } finally {
+        await agent.stop("SIGKILL");
+      }
+    });
+  });
+});
+
+Deno.test("agent: defaultAction deny on a host interface still lets the host's own exchanges' replies in", async () => {
+  const policy = `policies:
+  - name: locked
+    defaultAction: deny
+    rules:
+      - name: web
+        action: allow
+        protocol: tcp
+        ports: [8080]
+`;
+  await withPolicyFile(async (file) => {
+    await withTopology(async ({ server, client, iface }) => {
+      await startServer(server, { tcp: [8080, 8081] });
+      await startServer(client, { tcp: [8081], udp: [5353] });
+      await Deno.writeTextFile(file, policy);
+      const agent = AgentProcess.start(["--iface", iface, "--policy", file], server);
+      try {
+        await agent.waitFor(/attached to/);
+        // The allowed service answers; the rest of the host is closed.
+        assert.equal(await reach(client, "tcp", SERVER4, 8080), true, "allowed 8080 (v4)");
+        assert.equal(await reach(client, "tcp", SERVER6, 8080), true, "allowed 8080 (v6)");
+        assert.equal(await reach(client, "tcp", SERVER4, 8081), false, "unsolicited 8081 passed");
+        // What the server host starts itself gets its replies (learned on egress).
+        assert.equal(await reach(server, "tcp", CLIENT4, 8081), true, "own TCP connect (v4)");
+        assert.equal(await reach(server, "tcp", CLIENT6, 8081), true, "own TCP connect (v6)");
+        assert.equal(await reach(server, "udp", CLIENT4, 5353), true, "own UDP exchange (v4)");
+        assert.equal(await reach(server, "udp", CLIENT6, 5353), true, "own UDP exchange (v6)");
+        assert.equal(await agent.stop(), 0, agent.log);
+        // The sampled drop records name the policy and the default action.
+        assert.match(agent.log, /dropped ingress tcp \S+ -> \S+:8081 .* by locked\/\(default\)/);
+      } finally {
         await agent.stop("SIGKILL");
       }
     });

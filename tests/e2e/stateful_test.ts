@@ -16,14 +16,9 @@ import assert from "node:assert/strict";
 import { Datapath, sumPerCpu, u32Key, xdpAttach, xdpDetach } from "../../lib/datapath/object.ts";
 import { PolicySlots } from "../../lib/datapath/policy_slots.ts";
 import { attachTcEgress, detachTcEgress, tcEgressProgram } from "../../lib/datapath/tc.ts";
-import { type DropEvent, EventReader } from "../../lib/datapath/events.ts";
+import { type DropEvent, EventReader, samplesLost } from "../../lib/datapath/events.ts";
 import { listFlows } from "../../lib/datapath/flows.ts";
-import {
-  DIR_INGRESS,
-  STAT_AUDIT,
-  STAT_REPLY,
-  STAT_SAMPLES_LOST,
-} from "../../lib/datapath/layout.ts";
+import { DIR_INGRESS, STAT_AUDIT, STAT_REPLY } from "../../lib/datapath/layout.ts";
 import { compilePolicy } from "../../lib/policy/compile.ts";
 import type { Policy } from "../../lib/policy/types.ts";
 import type { Netns } from "../helpers/netns.ts";
@@ -267,7 +262,7 @@ Deno.test("e2e stateful: default deny + allow tcp 8080 on a host interface, with
 
         // A TCP SYN-ACK to a connection that never existed: dropped, and sampled.
         await new Promise((r) => setTimeout(r, 1100)); // a fresh sample window
-        const lost0 = stat(dp, STAT_SAMPLES_LOST);
+        const lost0 = samplesLost(dp);
         const before = slots.readCounter(defaultCounter)[0];
         for (
           const [family, src, dst] of [[4, CLIENT4, SERVER4], [6, CLIENT6, SERVER6]] as const
@@ -309,7 +304,7 @@ Deno.test("e2e stateful: default deny + allow tcp 8080 on a host interface, with
             },
           );
         }
-        assert.equal(stat(dp, STAT_SAMPLES_LOST), lost0, "samples were lost");
+        assert.equal(samplesLost(dp), lost0, "samples were lost");
 
         // Audit mode: what would be dropped passes, and is counted.
         await new Promise((r) => setTimeout(r, 1100));

@@ -11,6 +11,8 @@ export const ROOT = new URL("../../", import.meta.url).pathname;
 export const NETPEER = `${ROOT}tests/helpers/netpeer.ts`;
 export const SERVER4 = "10.77.0.1";
 export const SERVER6 = "fd77::1";
+export const CLIENT4 = "10.77.0.2";
+export const CLIENT6 = "fd77::2";
 
 export interface Topology {
   server: Netns;
