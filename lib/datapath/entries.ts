@@ -324,6 +324,31 @@ function classValues(
   return out;
 }
 
+/** Appends entries to one packed batch, key (and value) at the next index. */
+class BatchWriter {
+  readonly entries: MapEntries;
+  readonly #k: DataView;
+  readonly #v: DataView;
+  #next = 0;
+
+  constructor(
+    readonly key: LayoutWriter,
+    readonly value: LayoutWriter | null,
+    count: number,
+  ) {
+    this.entries = batch(key.layout, value?.layout ?? null, count);
+    this.#k = new DataView(this.entries.keys.buffer);
+    this.#v = new DataView(this.entries.values.buffer);
+  }
+
+  /** Writes `key` and, unless values are left out, `value`. */
+  put(key: Values, value: Values): void {
+    this.key.write(this.#k, this.entries.keys, this.#next, key);
+    if (this.value) this.value.write(this.#v, this.entries.values, this.#next, value);
+    this.#next++;
+  }
+}
+
 /** Writes every key (and, with `withValues`, value) of the slot's entries. */
 function fill(
   compiled: CompiledPolicy,
@@ -333,26 +358,22 @@ function fill(
   withValues: boolean,
 ): Omit<PolicyEntries, "slot" | "counterBase" | "counterCount" | "policy"> {
   const n = sizes(compiled, plans);
-  const lpmV4 = batch(LpmV4Key, withValues ? ClassValue : null, n.v4);
-  const lpmV6 = batch(LpmV6Key, withValues ? ClassValue : null, n.v6);
-  const addr4Hash = batch(Addr4Key, withValues ? ClassValue : null, n.a4);
-  const addr6Hash = batch(Addr6Key, withValues ? ClassValue : null, n.a6);
-  const ruleHash = batch(RuleKey, withValues ? VerdictValue : null, n.hash);
-  const portLpm = batch(PortLpmKey, withValues ? VerdictValue : null, n.lpm);
+  const cls = withValues ? W.cls : null;
+  const verdictW = withValues ? W.verdict : null;
+  const lpmV4 = new BatchWriter(W.v4Key, cls, n.v4);
+  const lpmV6 = new BatchWriter(W.v6Key, cls, n.v6);
+  const addr4Hash = new BatchWriter(W.a4Key, cls, n.a4);
+  const addr6Hash = new BatchWriter(W.a6Key, cls, n.a6);
+  const ruleHash = new BatchWriter(W.ruleKey, verdictW, n.hash);
+  const portLpm = new BatchWriter(W.portKey, verdictW, n.lpm);
   const fast: FastTable[] = [];
   const actions = compiled.policy.rules.map((r) => actionCode(r.action));
-  const views = [lpmV4, lpmV6, addr4Hash, addr6Hash, ruleHash, portLpm].map((m) => ({
-    k: new DataView(m.keys.buffer),
-    v: new DataView(m.values.buffer),
-  }));
-  const [vV4, vV6, vA4, vA6, vHash, vLpm] = views;
   // Reused value objects: one shape each, no allocation per entry.
   const addrKey = { prefixlen: 0, slot, dir: 0, addr: new Uint8Array(0) as Uint8Array };
   const hashAddrKey = { slot, dir: 0, len: 0, addr: new Uint8Array(0) as Uint8Array };
   const ruleKey = { slot, dir: 0, proto: 0, cls: 0, l4: 0, kind: 0 };
   const portKey = { prefixlen: 0, slot, dir: 0, proto: 0, cls: 0, l4: 0 };
   const verdict = { counter: 0, action: 0 };
-  let i4 = 0, i6 = 0, a4 = 0, a6 = 0, ih = 0, il = 0;
   for (let dir = 0; dir < 2; dir++) {
     const cd = compiled.dirs[dir];
     const p = plans[dir];
@@ -364,36 +385,22 @@ function fill(
       ruleKey.dir =
       portKey.dir =
         dir;
-    for (const e of cd.v4) {
-      const clsValue = classes.get(e.cls) ?? { cls: e.cls };
-      if (p.v4Lens) {
-        hashAddrKey.len = e.len;
-        hashAddrKey.addr = e.addr;
-        W.a4Key.write(vA4.k, addr4Hash.keys, a4, hashAddrKey);
-        if (withValues) W.cls.write(vA4.v, addr4Hash.values, a4, clsValue);
-        a4++;
-      } else {
-        addrKey.prefixlen = ADDR_KEY_HEAD_BITS + e.len;
-        addrKey.addr = e.addr;
-        W.v4Key.write(vV4.k, lpmV4.keys, i4, addrKey);
-        if (withValues) W.cls.write(vV4.v, lpmV4.values, i4, clsValue);
-        i4++;
-      }
-    }
-    for (const e of cd.v6) {
-      const clsValue = classes.get(e.cls) ?? { cls: e.cls };
-      if (p.v6Lens) {
-        hashAddrKey.len = e.len;
-        hashAddrKey.addr = e.addr;
-        W.a6Key.write(vA6.k, addr6Hash.keys, a6, hashAddrKey);
-        if (withValues) W.cls.write(vA6.v, addr6Hash.values, a6, clsValue);
-        a6++;
-      } else {
-        addrKey.prefixlen = ADDR_KEY_HEAD_BITS + e.len;
-        addrKey.addr = e.addr;
-        W.v6Key.write(vV6.k, lpmV6.keys, i6, addrKey);
-        if (withValues) W.cls.write(vV6.v, lpmV6.values, i6, clsValue);
-        i6++;
+    const families = [
+      { list: cd.v4, byHash: p.v4Lens !== null, hash: addr4Hash, lpm: lpmV4 },
+      { list: cd.v6, byHash: p.v6Lens !== null, hash: addr6Hash, lpm: lpmV6 },
+    ];
+    for (const f of families) {
+      for (const e of f.list) {
+        const clsValue = classes.get(e.cls) ?? { cls: e.cls };
+        if (f.byHash) {
+          hashAddrKey.len = e.len;
+          hashAddrKey.addr = e.addr;
+          f.hash.put(hashAddrKey, clsValue);
+        } else {
+          addrKey.prefixlen = ADDR_KEY_HEAD_BITS + e.len;
+          addrKey.addr = e.addr;
+          f.lpm.put(addrKey, clsValue);
+        }
       }
     }
     const tables = new Map<number, Uint32Array>();
@@ -402,14 +409,13 @@ function fill(
       tables.set(idx, values);
       fast.push({ table, values });
     }
+    const setVerdict = (rule: number) => {
+      verdict.counter = ruleCounterIndex(counterBase, rule, dir);
+      verdict.action = actions[rule];
+    };
     for (const e of cd.hash) {
       if (isFast(p, e)) {
-        if (withValues) {
-          tables.get(PROTO_INDEX[e.proto])![e.l4] = packVerdict(
-            ruleCounterIndex(counterBase, e.rule, dir),
-            actions[e.rule],
-          );
-        }
+        if (withValues) tables.get(PROTO_INDEX[e.proto])![e.l4] = verdictOf(e.rule);
         continue;
       }
       if (p.inline.has(e.cls)) continue;
@@ -417,29 +423,27 @@ function fill(
       ruleKey.cls = e.cls;
       ruleKey.l4 = e.l4;
       ruleKey.kind = e.kind;
-      W.ruleKey.write(vHash.k, ruleHash.keys, ih, ruleKey);
-      if (withValues) {
-        verdict.counter = ruleCounterIndex(counterBase, e.rule, dir);
-        verdict.action = actions[e.rule];
-        W.verdict.write(vHash.v, ruleHash.values, ih, verdict);
-      }
-      ih++;
+      setVerdict(e.rule);
+      ruleHash.put(ruleKey, verdict);
     }
     for (const e of cd.lpm) {
       portKey.prefixlen = PORT_KEY_HEAD_BITS + e.l4len;
       portKey.proto = e.proto;
       portKey.cls = e.cls;
       portKey.l4 = e.l4;
-      W.portKey.write(vLpm.k, portLpm.keys, il, portKey);
-      if (withValues) {
-        verdict.counter = ruleCounterIndex(counterBase, e.rule, dir);
-        verdict.action = actions[e.rule];
-        W.verdict.write(vLpm.v, portLpm.values, il, verdict);
-      }
-      il++;
+      setVerdict(e.rule);
+      portLpm.put(portKey, verdict);
     }
   }
-  return { lpmV4, lpmV6, addr4Hash, addr6Hash, ruleHash, portLpm, fast };
+  return {
+    lpmV4: lpmV4.entries,
+    lpmV6: lpmV6.entries,
+    addr4Hash: addr4Hash.entries,
+    addr6Hash: addr6Hash.entries,
+    ruleHash: ruleHash.entries,
+    portLpm: portLpm.entries,
+    fast,
+  };
 }
 
 /** `lens` as the `addr_lens*` bytes of one direction: longest first, then ADDR_LEN_END. */
