@@ -163,23 +163,6 @@ export class Agent {
     return agent;
   }
 
-  /** The interfaces filtered now, with their XDP mode and policy. */
-  attachments(): {
-    iface: string;
-    ifindex: number;
-    mode: XdpMode;
-    programId: number;
-    policy: string;
-  }[] {
-    return this.#attachments.map((a) => ({
-      iface: a.iface,
-      ifindex: a.ifindex,
-      mode: a.mode,
-      programId: a.prog.id,
-      policy: this.#now.byIface.get(a.iface)!.name,
-    }));
-  }
-
   #attach(target: Target, attachId: number, want: "auto" | XdpMode): void {
     const { link, stale } = target;
     const policy = this.#now.byIface.get(link.name)!;
