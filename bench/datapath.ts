@@ -17,6 +17,7 @@
  *   deno task bench                 # prints a table, writes bench/out/datapath.json
  *   BENCH_REPEAT=100000 deno task bench
  */
+import { webOnlyPolicy } from "../tests/helpers/gen.ts";
 import { BpfObject } from "../lib/ffi/libbpf.ts";
 import { Datapath, openProgram, testRun, xdpQuery } from "../lib/datapath/object.ts";
 import { PolicySlots } from "../lib/datapath/policy_slots.ts";
@@ -162,17 +163,7 @@ async function main(): Promise<void> {
     const defaultSlot = slots.install(compilePolicy(defaultPolicy())).slot;
     slots.configureAttachment(10, defaultSlot, DIR_INGRESS);
     slots.configureAttachment(11, defaultSlot, DIR_INGRESS, { learn: true });
-    const webOnly: Policy = {
-      name: "web-only",
-      defaultAction: "deny",
-      rules: [{
-        name: "web",
-        action: "allow",
-        direction: "ingress",
-        protocol: "tcp",
-        ports: [{ from: 8080, to: 8080 }],
-      }],
-    };
+    const webOnly = webOnlyPolicy();
     slots.configureAttachment(12, slots.install(compilePolicy(webOnly)).slot, DIR_INGRESS);
     const [plain, learning, deny] = [10, 11, 12].map((id) => dp.instance(id));
     const learner = dp.tcLearner();

@@ -42,7 +42,7 @@ import { buildFrame, type FrameSpec } from "../../lib/policy/build.ts";
 import { formatIp, parseCidr, parseIp } from "../../lib/policy/cidr.ts";
 import { parsePacket } from "../../lib/policy/packet.ts";
 import type { Direction, Policy, Protocol, Rule, RuleDirection } from "../../lib/policy/types.ts";
-import { formatPolicy, formatSpec, hex, randomFrame, Rng } from "../helpers/gen.ts";
+import { formatPolicy, formatSpec, hex, randomFrame, Rng, webOnlyPolicy } from "../helpers/gen.ts";
 
 const XDP_DROP = 1;
 const XDP_PASS = 2;
@@ -451,17 +451,7 @@ const CLIENT = "10.1.0.2";
 
 /** deny by default, allow ingress tcp 8080: the e2e policy. */
 function serverPolicy(): Policy {
-  return {
-    name: "server",
-    defaultAction: "deny",
-    rules: [{
-      name: "web",
-      action: "allow",
-      direction: "ingress",
-      protocol: "tcp",
-      ports: [{ from: 8080, to: 8080 }],
-    }],
-  };
+  return webOnlyPolicy("server");
 }
 
 Deno.test("stateful: the host's own exchanges get their replies, spoofed replies are dropped", async () => {

@@ -12,6 +12,7 @@
  * existed) are dropped; a drop sample with the right 5-tuple arrives through
  * EventReader; audit mode passes what it would drop, and counts it.
  */
+import { webOnlyPolicy } from "../helpers/gen.ts";
 import assert from "node:assert/strict";
 import { Datapath, sumPerCpu, u32Key, xdpAttach, xdpDetach } from "../../lib/datapath/object.ts";
 import { PolicySlots } from "../../lib/datapath/policy_slots.ts";
@@ -23,6 +24,8 @@ import { compilePolicy } from "../../lib/policy/compile.ts";
 import type { Policy } from "../../lib/policy/types.ts";
 import type { Netns } from "../helpers/netns.ts";
 import {
+  CLIENT4,
+  CLIENT6,
   ping,
   reach,
   SERVER4,
@@ -32,20 +35,7 @@ import {
   xdpOf,
 } from "../helpers/topology.ts";
 
-const CLIENT4 = "10.77.0.2";
-const CLIENT6 = "fd77::2";
-
-const POLICY: Policy = {
-  name: "web-only",
-  defaultAction: "deny",
-  rules: [{
-    name: "web",
-    action: "allow",
-    direction: "ingress",
-    protocol: "tcp",
-    ports: [{ from: 8080, to: 8080 }],
-  }],
-};
+const POLICY: Policy = webOnlyPolicy();
 
 /**
  * The client side of the UDP spoofing check: answers one datagram on `port`

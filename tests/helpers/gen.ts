@@ -502,3 +502,18 @@ export function makePolicy(defaultAction: Action, ...specs: RuleSpec[]): Policy 
     }),
   };
 }
+
+/** Deny by default, allow ingress TCP 8080: the stateful tests' and benchmark's server policy. */
+export function webOnlyPolicy(name = "web-only"): Policy {
+  return {
+    name,
+    defaultAction: "deny",
+    rules: [{
+      name: "web",
+      action: "allow",
+      direction: "ingress",
+      protocol: "tcp",
+      ports: [{ from: 8080, to: 8080 }],
+    }],
+  };
+}
