@@ -57,7 +57,6 @@ function policyToExplain(file: string | undefined, name: string | undefined): Po
 async function run(cmd: RunCommand): Promise<number> {
   const log = getLogger("agent");
   const unavailable = [
-    cmd.cmode && "--cmode",
     cmd.keepOnExit && "--keep-on-exit",
     cmd.metricsAddr && "--metrics-addr",
   ].filter(Boolean);
@@ -85,6 +84,9 @@ async function run(cmd: RunCommand): Promise<number> {
     xdpMode: cmd.xdpMode,
     policyFile: cmd.policy,
     audit: cmd.audit,
+    containers: cmd.cmode
+      ? { socket: cmd.containerdSocket, namespaces: cmd.namespaces }
+      : undefined,
     log,
   });
   let watch: { close(): void } | undefined;

@@ -38,8 +38,14 @@ import { DIR_INGRESS } from "./datapath/layout.ts";
 import { type CompiledPolicy, compilePolicy } from "./policy/compile.ts";
 import { diffPolicy, formatDiff } from "./policy/diff.ts";
 import { formatDiagnostic, type LoadResult, parsePolicyText } from "./policy/load.ts";
-import { selectForInterface } from "./policy/select.ts";
+import {
+  type ContainerIdentity,
+  fallbackSelection,
+  selectForInterface,
+  selectionForContainer,
+} from "./policy/select.ts";
 import type { Policy, PolicySet } from "./policy/types.ts";
+import { ContainersMode, type SlotSelection } from "./containers/mode.ts";
 
 /** What the agent is asked to do. */
 export interface AgentOptions {
@@ -51,6 +57,8 @@ export interface AgentOptions {
   readonly policyFile?: string;
   /** Pass what the rules deny (still counted and sampled). */
   readonly audit?: boolean;
+  /** Containers mode (`--cmode`): follow containerd at this socket, in these namespaces (empty: all). */
+  readonly containers?: { readonly socket: string; readonly namespaces: readonly string[] };
   readonly log: Logger;
 }
 
@@ -114,6 +122,7 @@ export class Agent {
   readonly reloads: ReloadStats = { ok: 0, failed: 0 };
   readonly #learner: LoadedProgram;
   readonly #events: EventReader;
+  #containers?: ContainersMode;
 
   private constructor(opts: AgentOptions, dp: Datapath, slots: PolicySlots, now: Enforcement) {
     this.#log = opts.log;
@@ -140,7 +149,7 @@ export class Agent {
     const slots = new PolicySlots(dp);
     let now: Enforcement;
     try {
-      now = enforce(slots, loaded, opts.ifaces, opts.log);
+      now = enforce(slots, loaded, opts.ifaces, opts.log, { containers: !!opts.containers });
     } catch (e) {
       dp.close();
       throw e instanceof ConfigError ? e : new ConfigError(
@@ -156,11 +165,37 @@ export class Agent {
     agent.#loadedText = text;
     try {
       targets.forEach((t, i) => agent.#attach(t, i + 1, opts.xdpMode));
+      if (opts.containers) {
+        agent.#containers = new ContainersMode({
+          socket: opts.containers.socket,
+          namespaces: opts.containers.namespaces,
+          xdpMode: opts.xdpMode,
+          log: opts.log,
+          dp,
+          slots,
+          firstAttachId: targets.length + 1,
+          select: (identity) => agent.#selectContainer(agent.#now, identity),
+        });
+        agent.#containers.start();
+      }
     } catch (e) {
       await agent.stop();
       throw e;
     }
     return agent;
+  }
+
+  /** The policy for a container (null: one without labels) among `now`'s, and its slot. */
+  #selectContainer(now: Enforcement, identity: ContainerIdentity | null): SlotSelection {
+    const { policy } = identity
+      ? selectionForContainer(now.set, identity)
+      : fallbackSelection(now.set);
+    return { policy, slot: now.installed.get(policy)!.slot };
+  }
+
+  /** Containers mode, when on (for tests and status). */
+  get containers(): ContainersMode | undefined {
+    return this.#containers;
   }
 
   #attach(target: Target, attachId: number, want: "auto" | XdpMode): void {
@@ -273,20 +308,34 @@ export class Agent {
       }
       return this.#rejected(reason, `${result.errors.length} error(s) in ${file}`);
     }
-    let next: Enforcement;
-    try {
-      next = enforce(this.#slots, result, this.#attachments.map((a) => a.iface), log);
-    } catch (e) {
-      return this.#rejected(reason, e instanceof Error ? e.message : String(e));
-    }
+    // Container attachments change only between reloads, never during one.
+    type Switched = { error: string } | { old: Enforcement; next: Enforcement };
+    const switched = await this.#exclusive((): Switched => {
+      let next: Enforcement;
+      try {
+        next = enforce(this.#slots, result, this.#attachments.map((a) => a.iface), log, {
+          containers: !!this.#containers,
+        });
+      } catch (e) {
+        return { error: e instanceof Error ? e.message : String(e) };
+      }
+      const plan = this.#containers?.planSwitch((id) => this.#selectContainer(next, id));
+      this.#slots.switchAttachments([
+        ...this.#attachments.map((a) => ({
+          attachId: a.attachId,
+          slot: next.installed.get(next.byIface.get(a.iface)!)!.slot,
+          dir: DIR_INGRESS,
+        })),
+        ...plan?.changes ?? [],
+      ]);
+      const old = this.#now;
+      this.#now = next;
+      plan?.commit();
+      return { old, next };
+    });
+    if ("error" in switched) return this.#rejected(reason, switched.error);
+    const { old, next } = switched;
     const installedMs = performance.now() - started;
-    this.#slots.switchAttachments(this.#attachments.map((a) => ({
-      attachId: a.attachId,
-      slot: next.installed.get(next.byIface.get(a.iface)!)!.slot,
-      dir: DIR_INGRESS,
-    })));
-    const old = this.#now;
-    this.#now = next;
     this.#loadedText = text;
     this.#logChanges(old, next);
     // Packets that read the old generation just before the flip finish within
@@ -303,6 +352,11 @@ export class Agent {
       policies: [...next.installed.keys()].map((p) => p.name).join(","),
     });
     return true;
+  }
+
+  /** Runs `fn` where no container event is being handled (directly without containers mode). */
+  #exclusive<T>(fn: () => T): Promise<T> {
+    return this.#containers ? this.#containers.exclusive(fn) : Promise.resolve(fn());
   }
 
   #rejected(reason: string, why: string): boolean {
@@ -407,13 +461,14 @@ export class Agent {
   /** Logs one drop sample: where, the 5-tuple, and the policy and rule that decided. */
   #logDrop(e: DropEvent): void {
     const a = this.#attachments.find((x) => x.attachId === e.attachId);
+    const where = a?.iface ?? this.#containers?.describeAttachment(e.attachId);
     const who = this.#ruleOfCounter(e.counter);
     this.#log.info(
       `${e.kind === "audit" ? "would drop" : "dropped"} {packet} on {iface} by {policy}/{rule}`,
       {
         // formatDropEvent starts with the kind ("drop ...", "audit ..."): said by the verb here.
         packet: formatDropEvent(e).replace(/^\S+ /, ""),
-        iface: a?.iface ?? `attachment ${e.attachId}`,
+        iface: where ?? `attachment ${e.attachId}`,
         policy: who?.policy ?? "?",
         rule: who?.rule ?? "?",
       },
@@ -437,6 +492,7 @@ export class Agent {
 
   /** Detaches every program this agent attached (only if it is still the one attached). */
   async stop(): Promise<void> {
+    await this.#containers?.stop();
     for (const a of this.#attachments.splice(0).reverse()) {
       try {
         if (a.learner) {
@@ -518,16 +574,21 @@ function enforce(
   loaded: LoadedSet | null,
   ifaces: readonly string[],
   log: Logger,
+  opts: { containers: boolean },
 ): Enforcement {
   const set = loaded?.set ?? null;
   const byIface = new Map(ifaces.map((i) => [i, selectForInterface(set, i)]));
+  // Containers come and go: every policy they could select is installed ahead.
+  const forContainers = opts.containers
+    ? [...(set?.policies ?? []), fallbackSelection(set).policy]
+    : [];
   // The loader compiled the file's policies already (to check they fit): reuse that.
   const compiledOf = new Map(
     (loaded?.compiled ?? []).map((c, i) => [loaded!.set.policies[i], c] as const),
   );
   const installed = new Map<Policy, InstalledPolicy>();
   try {
-    for (const policy of new Set(byIface.values())) {
+    for (const policy of new Set([...byIface.values(), ...forContainers])) {
       const started = performance.now();
       installed.set(policy, slots.install(compiledOf.get(policy) ?? compilePolicy(policy)));
       log.debug("policy {policy} installed: {rules} rules in {ms} ms", {

@@ -363,10 +363,21 @@ export function gettid(): number {
  */
 export function inNetns<T>(nsPath: string, fn: () => T): T {
   const target = open(nsPath);
-  let home = -1;
   try {
-    home = open("/proc/thread-self/ns/net");
-    setns(target, CLONE_NEWNET);
+    return inNetnsFd(target, fn);
+  } finally {
+    libc().close(target);
+  }
+}
+
+/**
+ * {@link inNetns} for a namespace already open as `nsFd` (an nsfs
+ * descriptor, which the caller keeps and closes).
+ */
+export function inNetnsFd<T>(nsFd: number, fn: () => T): T {
+  const home = open("/proc/thread-self/ns/net");
+  try {
+    setns(nsFd, CLONE_NEWNET);
     let result: T;
     try {
       result = fn();
@@ -379,8 +390,7 @@ export function inNetns<T>(nsPath: string, fn: () => T): T {
     }
     return result;
   } finally {
-    if (home >= 0) libc().close(home);
-    libc().close(target);
+    libc().close(home);
   }
 }
 

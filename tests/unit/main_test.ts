@@ -17,7 +17,6 @@ async function quietly(args: string[]): Promise<{ code: number; stderr: string }
 Deno.test("main: flags of later versions and unreadable files are refused with exit 2, before anything is touched", async () => {
   for (
     const [args, flag] of [
-      [["--cmode"], "--cmode"],
       [["--iface", "lo", "--keep-on-exit"], "--keep-on-exit"],
       [["--iface", "lo", "--metrics-addr", ":9100"], "--metrics-addr"],
       [["--iface", "lo", "--policy", "/nonexistent.yaml"], "Cannot read the policy file"],

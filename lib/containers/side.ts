@@ -1,0 +1,182 @@
+/**
+ * One side of a container's veth pair filtered by one XDP program instance:
+ * the host end (what the container sends: egress) or the container end,
+ * inside its namespace (what enters it: ingress). Plus the pool of program
+ * instances these come from, loaded ahead so that a container's start does
+ * not wait for the verifier (~8 ms per instance).
+ *
+ * @module
+ */
+
+import { BpfError } from "../ffi/errors.ts";
+import { inNetnsFd } from "../ffi/libc.ts";
+import {
+  type Datapath,
+  openProgram,
+  progInfo,
+  PROGRAM_NAME,
+  xdpAttach,
+  xdpDetach,
+  type XdpMode,
+  type XdpProgram,
+  xdpQuery,
+} from "../datapath/object.ts";
+import type { PolicySlots } from "../datapath/policy_slots.ts";
+
+const ENODEV = 19;
+const ENOENT = 2;
+
+/** A program instance attached at XDP on one interface. */
+export interface AttachedSide {
+  readonly prog: XdpProgram;
+  readonly ifindex: number;
+  readonly mode: XdpMode;
+  /** The container's namespace (open descriptor) for the container end; undefined: the host. */
+  readonly nsFd?: number;
+}
+
+/** Runs `fn` in the namespace `nsFd` refers to, or here when undefined. */
+function within<T>(nsFd: number | undefined, fn: () => T): T {
+  return nsFd === undefined ? fn() : inNetnsFd(nsFd, fn);
+}
+
+/**
+ * Attaches `prog` at XDP on `ifindex` (in namespace `nsFd`, or the host's).
+ * `auto` tries native, then generic. A tinyfw program an earlier run left
+ * there is replaced atomically; any other program is left alone and this
+ * throws, saying which.
+ */
+export function attachSide(
+  prog: XdpProgram,
+  ifindex: number,
+  want: "auto" | XdpMode,
+  nsFd?: number,
+): AttachedSide {
+  const mode = within(nsFd, () => {
+    const q = xdpQuery(ifindex);
+    const present = q.progId || q.driverId || q.skbId;
+    if (present) {
+      const name = progInfo({ id: present }).name;
+      const stale = q.mode === "native" || q.mode === "generic" ? q.mode : null;
+      if (name !== PROGRAM_NAME || !stale) {
+        throw new Error(
+          `ifindex ${ifindex} already has an XDP program tinyfw did not install (id ${present}, ` +
+            `"${name}"); it is left alone`,
+        );
+      }
+      const old = openProgram(present);
+      try {
+        xdpAttach(ifindex, prog.fd, { mode: stale, replaceFd: old.fd });
+      } finally {
+        old.close();
+      }
+      return stale;
+    }
+    if (want !== "auto") {
+      xdpAttach(ifindex, prog.fd, { mode: want });
+      return want;
+    }
+    try {
+      xdpAttach(ifindex, prog.fd, { mode: "native" });
+      return "native" as const;
+    } catch (e) {
+      if (!(e instanceof BpfError)) throw e;
+      xdpAttach(ifindex, prog.fd, { mode: "generic" });
+      return "generic" as const;
+    }
+  });
+  return { prog, ifindex, mode, nsFd };
+}
+
+/**
+ * Detaches `side`'s program if it is still the one attached. An interface
+ * that is gone (its namespace ended, taking the veth with it) is not an error.
+ * Returns whether a detach was needed.
+ */
+export function detachSide(side: AttachedSide): boolean {
+  try {
+    within(side.nsFd, () => xdpDetach(side.ifindex, side.mode, { expectFd: side.prog.fd }));
+    return true;
+  } catch (e) {
+    if (e instanceof BpfError && (e.errno === ENODEV || e.errno === ENOENT)) return false;
+    throw e;
+  }
+}
+
+/**
+ * Program instances with their own attach ids, loaded ahead. `take` hands
+ * out a loaded instance (loading one now only when none is spare); `give`
+ * takes one back once it is detached: its attach entry is cleared, its
+ * descriptor closed and its id reused. `refill` loads spares; the caller runs
+ * it when nothing waits (after an event is handled).
+ */
+export class InstancePool {
+  readonly #dp: Datapath;
+  readonly #slots: PolicySlots;
+  readonly #spare: XdpProgram[] = [];
+  readonly #freeIds: number[] = [];
+  readonly #target: number;
+  #inUse = 0;
+
+  /** Ids `firstId`..max-1 of the attach map are the pool's; `spare` instances are kept loaded. */
+  constructor(dp: Datapath, slots: PolicySlots, opts: { firstId: number; spare?: number }) {
+    this.#dp = dp;
+    this.#slots = slots;
+    this.#target = opts.spare ?? 4;
+    for (let id = dp.maps.attach.maxEntries - 1; id >= opts.firstId; id--) this.#freeIds.push(id);
+  }
+
+  /** Instances handed out and not given back. */
+  get inUse(): number {
+    return this.#inUse;
+  }
+
+  /** Instances loaded and waiting. */
+  get spare(): number {
+    return this.#spare.length;
+  }
+
+  /** A loaded instance whose attach entry the caller configures before attaching it. */
+  take(): XdpProgram {
+    const prog = this.#spare.pop() ?? this.#load();
+    this.#inUse++;
+    return prog;
+  }
+
+  /** Takes back a detached instance. */
+  give(prog: XdpProgram): void {
+    this.#inUse--;
+    this.#slots.clearAttachment(prog.attachId);
+    prog.close();
+    this.#freeIds.push(prog.attachId);
+  }
+
+  /** Loads instances until `spare` are waiting. */
+  refill(): void {
+    while (this.#spare.length < this.#target) this.#spare.push(this.#load());
+  }
+
+  #load(): XdpProgram {
+    const id = this.#freeIds.pop();
+    if (id === undefined) {
+      throw new Error(`all ${this.#dp.maps.attach.maxEntries} attachments are in use`);
+    }
+    try {
+      const prog = this.#dp.instance(id);
+      this.#slots.clearAttachment(id);
+      return prog;
+    } catch (e) {
+      this.#freeIds.push(id);
+      throw e;
+    }
+  }
+
+  /** Closes the spare instances (those handed out are their holders' to give back). */
+  close(): void {
+    for (const p of this.#spare.splice(0)) {
+      this.#slots.clearAttachment(p.attachId);
+      p.close();
+      this.#freeIds.push(p.attachId);
+    }
+  }
+}

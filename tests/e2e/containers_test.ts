@@ -1,0 +1,149 @@
+/**
+ * Containers mode end to end (SPEC §4): a private containerd and runc, real
+ * containers in their own network namespaces (through the CNI bridge plugin
+ * and through plain veth pairs), in the `default` and `k8s.io` namespaces,
+ * and the agent as a user runs it (`main.ts --cmode`).
+ */
+import assert from "node:assert/strict";
+import { AgentProcess } from "../helpers/agent_process.ts";
+import { type Box, cniBox, eventually, filtered, unfiltered, vethBox } from "../helpers/boxes.ts";
+import { createCniNetwork, deleteCniNetwork } from "../helpers/cni.ts";
+import { withContainerd } from "../helpers/containerd.ts";
+import { reach, startServer } from "../helpers/topology.ts";
+
+const POLICY = `policies:
+  - name: web
+    selector:
+      namespace: k8s.io
+      labels: { app: web }
+    defaultAction: deny
+    rules:
+      - name: http-in
+        action: allow
+        direction: ingress
+        protocol: tcp
+        ports: [8080]
+      - name: to-db
+        action: allow
+        direction: egress
+        protocol: tcp
+        ports: [5432]
+  - name: db
+    selector:
+      labels: { app: db }
+    defaultAction: deny
+    rules:
+      - name: pg-in
+        action: allow
+        direction: ingress
+        protocol: tcp
+        ports: [5432]
+  - name: rest
+    rules:
+      - name: no-telnet
+        action: deny
+        direction: both
+        protocol: tcp
+        ports: [23]
+`;
+
+async function withPolicy<T>(text: string, fn: (file: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "tinyfw-cmode-" });
+  try {
+    await Deno.writeTextFile(`${dir}/policy.yaml`, text);
+    return await fn(`${dir}/policy.yaml`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Removes boxes, newest first, whatever happened. */
+async function removeAll(boxes: Box[]): Promise<void> {
+  for (const b of boxes.splice(0).reverse()) await b.remove().catch(() => {});
+}
+
+Deno.test("cmode: labels select each container's policy, enforced into and out of it (CNI bridge and plain veth, default and k8s.io)", async () => {
+  await withContainerd(async (cd) => {
+    await withPolicy(POLICY, async (file) => {
+      const net = await createCniNetwork();
+      const boxes: Box[] = [];
+      const agent = AgentProcess.start([
+        "--cmode",
+        "--containerd-socket",
+        cd.socket,
+        "--policy",
+        file,
+      ]);
+      try {
+        await agent.waitFor(/containerd resync/);
+        const web = await cniBox(cd, net, { namespace: "k8s.io", labels: { app: "web" } });
+        boxes.push(web);
+        const db = await cniBox(cd, net, { namespace: "default", labels: { app: "db" } });
+        boxes.push(db);
+        const other = await cniBox(cd, net, { namespace: "default", labels: { app: "other" } });
+        boxes.push(other);
+        const plain = await vethBox(cd, { namespace: "default" });
+        boxes.push(plain);
+        for (const b of boxes) {
+          assert.ok(await eventually(() => filtered(b)), `${b.ns.name} filtered:\n${agent.log}`);
+        }
+        await agent.waitForCount(/filtering container \S+: policy/g, 4);
+        assert.equal(agent.count(/filtering container k8s\.io\/\S+: policy web/g), 1);
+        assert.equal(agent.count(/filtering container default\/\S+: policy db/g), 1);
+        assert.equal(agent.count(/filtering container default\/\S+: policy rest/g), 2);
+
+        await startServer(web.ns, { tcp: [8080, 9000] });
+        await startServer(db.ns, { tcp: [5432, 9000] });
+        await startServer(other.ns, { tcp: [23, 9000] });
+        await startServer(plain.ns, { tcp: [23, 9000] });
+        const cases: [Box, Box | string, number, boolean, string][] = [
+          [other, web, 8080, true, "web lets 8080 in"],
+          [other, web, 9000, false, "web denies the rest in"],
+          [web, db, 5432, true, "web may reach the db; the db lets it in"],
+          [web, db, 9000, false, "web may send nothing else (egress)"],
+          [web, other, 9000, false, "web's egress deny-by-default, to anyone"],
+          [other, db, 5432, true, "the fallback sends anything but telnet"],
+          [other, db, 9000, false, "db denies all but 5432 in"],
+          [db, other, 9000, false, "db sends nothing (egress default deny)"],
+          [web, other, 23, false, "telnet denied out of web and into other"],
+          [db, web, 8080, false, "db's egress is denied even where web's ingress allows"],
+        ];
+        for (const [from, to, port, want, why] of cases) {
+          const host = typeof to === "string" ? to : to.ip4;
+          assert.equal(await reach(from.ns, "tcp", host, port), want, why);
+        }
+        // The plain veth's container, from and to the host end of its veth.
+        assert.equal(await reachHost(plain, 9000), true, "plain: 9000 in");
+        assert.equal(await reachHost(plain, 23), false, "plain: telnet in denied");
+
+        for (const b of boxes) await b.container!.stop();
+        for (const b of boxes) {
+          assert.ok(await eventually(() => unfiltered(b)), `${b.ns.name} released:\n${agent.log}`);
+        }
+        await agent.waitForCount(/released /g, 4);
+      } finally {
+        const code = await agent.stop();
+        await removeAll(boxes);
+        await deleteCniNetwork(net);
+        assert.equal(code, 0, agent.log);
+      }
+    });
+  });
+});
+
+/** A TCP connection from the host into the plain box (its veth's host end is ours). */
+async function reachHost(box: Box, port: number): Promise<boolean> {
+  const args = [
+    "run",
+    "--allow-all",
+    "--quiet",
+    new URL("../helpers/netpeer.ts", import.meta.url).pathname,
+    "tcp",
+    box.ip4,
+    String(port),
+    "1500",
+  ];
+  const out = await new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "null" })
+    .output();
+  return out.code === 0;
+}

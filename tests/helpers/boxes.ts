@@ -1,0 +1,151 @@
+/**
+ * Containers for the containers-mode tests: a network namespace per
+ * container, wired either through the CNI bridge plugin (as kubelet/CRI
+ * would) or with a plain veth pair, then a real container started in it by
+ * the private containerd. Plus the checks the tests share: is a veth pair
+ * filtered on both ends by tinyfw.
+ */
+import { progInfo, PROGRAM_NAME } from "../../lib/datapath/object.ts";
+import { RtnetlinkClient } from "../../lib/netlink/rtnetlink.ts";
+import { type CniNetwork, cniAdd, cniDel } from "./cni.ts";
+import type { ContainerHandle, PrivateContainerd } from "./containerd.ts";
+import { createVethPair, Netns } from "./netns.ts";
+import { xdpOf } from "./topology.ts";
+
+/** A container in its own network namespace. */
+export interface Box {
+  readonly ns: Netns;
+  readonly ip4: string;
+  /** The host end of its veth (the name is the plugin's business: tests only use it to look). */
+  readonly hostVeth: string;
+  /** Its end's name inside the namespace. */
+  readonly peer: string;
+  /** The host end's address, for the plain-veth kind (a peer to talk to from the container). */
+  readonly hostIp4?: string;
+  container?: ContainerHandle;
+  /** Stops the container (if any), removes its network and namespace. */
+  remove(): Promise<void>;
+}
+
+/** Where a box's container runs and what it is labelled. */
+export interface BoxSpec {
+  namespace: string;
+  labels?: Record<string, string>;
+  /** Default: sleep for an hour. */
+  cmd?: string[];
+  /** Only prepare the network; {@link startIn} starts the container. */
+  noContainer?: boolean;
+}
+
+const SLEEP = ["sleep", "3600"];
+
+/** A namespace on the CNI bridge network `net`, and a container in it. */
+export async function cniBox(
+  cd: PrivateContainerd,
+  net: CniNetwork,
+  spec: BoxSpec,
+): Promise<Box> {
+  const ns = await Netns.create("tfwk");
+  const id = ns.name;
+  try {
+    const res = await cniAdd(net, { containerId: id, netns: ns.path });
+    const box: Box = {
+      ns,
+      ip4: res.ip4,
+      hostVeth: res.hostVeth,
+      peer: "eth0",
+      async remove() {
+        await box.container?.stop();
+        await cniDel(net, { containerId: id, netns: ns.path });
+        await ns.delete();
+      },
+    };
+    if (!spec.noContainer) await startIn(cd, box, spec);
+    return box;
+  } catch (e) {
+    await cniDel(net, { containerId: id, netns: ns.path }).catch(() => {});
+    await ns.delete();
+    throw e;
+  }
+}
+
+let plainCount = 0;
+
+/** A namespace joined to the host by a plain veth pair (10.81.N.1 here, 10.81.N.2 there), and a container. */
+export async function vethBox(cd: PrivateContainerd, spec: BoxSpec): Promise<Box> {
+  const n = (plainCount++ % 250) + 1;
+  const ns = await Netns.create("tfwv");
+  try {
+    const veth = await createVethPair({
+      prefix: "tfwv",
+      peerNetns: ns,
+      hostAddrs: [`10.81.${n}.1/30`],
+      peerAddrs: [`10.81.${n}.2/30`],
+    });
+    const box: Box = {
+      ns,
+      ip4: `10.81.${n}.2`,
+      hostIp4: `10.81.${n}.1`,
+      hostVeth: veth.host,
+      peer: veth.peer,
+      async remove() {
+        await box.container?.stop();
+        await ns.delete();
+      },
+    };
+    if (!spec.noContainer) await startIn(cd, box, spec);
+    return box;
+  } catch (e) {
+    await ns.delete();
+    throw e;
+  }
+}
+
+/** Starts the box's container (create + start, as `ctr run -d`). */
+export async function startIn(cd: PrivateContainerd, box: Box, spec: BoxSpec): Promise<void> {
+  box.container = await cd.run({
+    namespace: spec.namespace,
+    labels: spec.labels,
+    netns: box.ns.path,
+    cmd: spec.cmd ?? SLEEP,
+  });
+}
+
+/** The name of the XDP program on host interface `ifname` ("" when none). */
+export function hostXdpName(ifname: string): string {
+  const rtnl = RtnetlinkClient.open();
+  try {
+    const xdp = rtnl.getLink(ifname)?.xdp;
+    const id = xdp ? xdp.progId || xdp.drvProgId || xdp.skbProgId : 0;
+    return id ? progInfo({ id }).name : "";
+  } finally {
+    rtnl.close();
+  }
+}
+
+/** The name of the XDP program on the box's own end, inside its namespace ("" when none). */
+export function peerXdpName(box: Box): string {
+  const xdp = xdpOf(box.ns, box.peer);
+  const id = xdp.progId || xdp.drvProgId || xdp.skbProgId;
+  return id ? progInfo({ id }).name : "";
+}
+
+/** Whether tinyfw filters both ends of the box's veth. */
+export function filtered(box: Box): boolean {
+  return hostXdpName(box.hostVeth) === PROGRAM_NAME && peerXdpName(box) === PROGRAM_NAME;
+}
+
+/** Whether neither end of the box's veth has an XDP program. */
+export function unfiltered(box: Box): boolean {
+  return hostXdpName(box.hostVeth) === "" && peerXdpName(box) === "";
+}
+
+/** Polls `cond` every 20 ms until it holds; false after `timeoutMs`. */
+export async function eventually(cond: () => boolean, timeoutMs = 5000): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return cond();
+}
