@@ -71,7 +71,15 @@ export interface EventStream {
 /** Options of {@link ContainerdClient.connect}. */
 export type ContainerdClientOptions = RpcChannelOptions;
 
-/** A client of one containerd. Cheap to create: it connects on the first call. */
+/**
+ * A client of one containerd. Cheap to create: it connects on the first
+ * call, and again by itself after containerd restarts. Calls made while
+ * containerd is away fail at once with `ContainerdUnavailableError`; such a
+ * failed attempt makes the channel wait before its next connection attempt
+ * (100 ms growing to 1 s), so calls right after containerd is back may fail
+ * for that long. A client that made no call meanwhile reconnects at its next
+ * call. `ContainerdWatcher` (watch.ts) uses a new client per attempt.
+ */
 export class ContainerdClient {
   readonly #rpc: RpcChannel;
 
@@ -82,7 +90,7 @@ export class ContainerdClient {
   /**
    * A client of the containerd listening on `socketPath` (a `unix://`
    * prefix is accepted). Does not connect yet; a missing socket shows in
-   * the first call, as a {@link ContainerdUnavailableError}.
+   * the first call, as a `ContainerdUnavailableError`.
    */
   static connect(socketPath: string, options?: ContainerdClientOptions): ContainerdClient {
     return new ContainerdClient(new RpcChannel(socketPath, options));

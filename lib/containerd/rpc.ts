@@ -105,7 +105,11 @@ export class RpcChannel {
   }
 
   /** Calls a unary method; rejects with a {@link ContainerdUnavailableError} or {@link ContainerdCallError}. */
-  unary<Req, Res>(method: Method<Req, Res>, request: DeepPartial<Req>, options: CallOptions = {}) {
+  unary<Req, Res>(
+    method: Method<Req, Res>,
+    request: DeepPartial<Req>,
+    options: CallOptions = {},
+  ): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
       if (this.#closed) {
         reject(this.#closedError(method));
