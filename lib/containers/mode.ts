@@ -10,60 +10,28 @@
  *   are one workload ({@link WorkloadTable}). The host's own namespace (host
  *   network) gets nothing.
  * - The workload's veth pairs are found by namespace identity (nsid and peer
- *   ifindex, lib/containers/netns.ts). Each pair gets two program instances:
- *   on the host end (egress: what the container sends) and on the container
- *   end inside its namespace (ingress: what enters it), both learning flows so
- *   replies pass (DATAPATH.md §7).
- * - First packet: a veth whose peer is in another namespace is filtered the
- *   moment it appears (link notifications), with the policy a container
- *   without labels gets, before any task exists there. `/tasks/create`
- *   claims it and switches it to the container's own policy. A veth no task
- *   claims within `claimMs` is released (it is not a container's).
- * - Link notifications also attach veths added to a running workload, and
- *   forget those deleted.
+ *   ifindex, lib/containers/netns.ts) and filtered on both ends
+ *   (lib/containers/veths.ts), including veths that appear before any task
+ *   runs behind them, so the first packet is filtered.
  *
- * Everything that changes state runs through one queue, in arrival order.
+ * Everything that changes state (containerd events, link notifications,
+ * reloads) runs through one queue, in arrival order.
  *
  * @module
  */
 
 import type { Logger } from "@logtape/logtape";
-import { RtnetlinkClient } from "../netlink/rtnetlink.ts";
-import { type LinkEvent, LinkSubscription } from "../netlink/link_subscription.ts";
-import type { Link } from "../netlink/link.ts";
+import { LinkSubscription } from "../netlink/link_subscription.ts";
 import type { Datapath, XdpMode } from "../datapath/object.ts";
 import type { PolicySlots } from "../datapath/policy_slots.ts";
-import { DIR_EGRESS, DIR_INGRESS } from "../datapath/layout.ts";
-import type { ContainerIdentity } from "../policy/select.ts";
-import type { Policy } from "../policy/types.ts";
 import { ContainerdClient } from "../containerd/client.ts";
 import type { ContainerdEvent } from "../containerd/events.ts";
 import { ContainerdWatcher, type RunningTask } from "../containerd/watch.ts";
-import {
-  hostNetnsId,
-  isForeignVeth,
-  NetnsHandle,
-  type NetnsId,
-  nsidOf,
-  vethPairsTo,
-  type VethPair,
-} from "./netns.ts";
-import { type AttachedSide, attachSide, detachSide, InstancePool } from "./side.ts";
-import {
-  describeWorkload,
-  identityOf,
-  identityTask,
-  type Task,
-  taskKey,
-  type Workload,
-  WorkloadTable,
-} from "./workloads.ts";
+import { hostNetnsId, NetnsHandle, type NetnsId } from "./netns.ts";
+import { type Selector, type SlotChange, VethAttachments } from "./veths.ts";
+import { describeWorkload, identityTask, type Task, taskKey, WorkloadTable } from "./workloads.ts";
 
-/** A selected policy and the slot it is installed in. */
-export interface SlotSelection {
-  readonly policy: Policy;
-  readonly slot: number;
-}
+export type { SlotSelection } from "./veths.ts";
 
 /** What containers mode needs from the agent. */
 export interface ContainersOptions {
@@ -77,35 +45,11 @@ export interface ContainersOptions {
   /** The first attach id containers may use (lower ones are the host interfaces'). */
   readonly firstAttachId: number;
   /** The policy in force for a container; null identity: one without labels (unclaimed veths). */
-  select(identity: ContainerIdentity | null): SlotSelection;
+  readonly select: Selector;
   /** How long a new veth without a task in its namespace stays filtered (default 10 s). */
   readonly claimMs?: number;
   /** Instances kept loaded ahead (default 4). */
   readonly spareInstances?: number;
-}
-
-/** One veth pair of a workload (or unclaimed) and the programs on its ends. */
-interface PairState {
-  readonly pair: VethPair;
-  egress?: AttachedSide;
-  ingress?: AttachedSide;
-}
-
-/** A filtered workload: its namespace, held open, and its attachments. */
-interface Filtered {
-  readonly workload: Workload;
-  readonly ns: NetnsHandle;
-  nsid: number;
-  policy: Policy;
-  readonly pairs: Map<number, PairState>;
-}
-
-/** A veth that appeared before any task in its namespace. */
-interface Unclaimed {
-  readonly link: Link;
-  readonly state: PairState;
-  readonly since: number;
-  policy: Policy;
 }
 
 /** Time from a containerd event to a container filtered, for one attach. */
@@ -121,17 +65,8 @@ export interface AttachLatency {
 export class ContainersMode {
   readonly #o: ContainersOptions;
   readonly #log: Logger;
-  readonly #rtnl: RtnetlinkClient;
-  readonly #pool: InstancePool;
+  readonly #veths: VethAttachments;
   readonly #table = new WorkloadTable();
-  readonly #filtered = new Map<NetnsId, Filtered>();
-  readonly #unclaimed = new Map<number, Unclaimed>();
-  /**
-   * Host ifindexes of the veths to other namespaces seen so far: only a veth
-   * not seen before is new (every change of a link, XDP detach included, is
-   * notified like a creation).
-   */
-  readonly #seenVeths = new Set<number>();
   /** Tasks in the host's namespace: known, so their exits are not mistaken for unknown ones. */
   readonly #hostTasks = new Set<string>();
   readonly #hostNetns: NetnsId;
@@ -141,18 +76,20 @@ export class ContainersMode {
   #queue: Promise<void> = Promise.resolve();
   #claimTimer?: ReturnType<typeof setInterval>;
   #stopped = false;
+  /** Queued steps not finished yet. */
+  #pending = 0;
+  #refillTimer?: ReturnType<typeof setTimeout>;
+  /** The last connection state, and whether attempts have been failing since the last connect. */
+  #state = "";
+  #failing = false;
   /** The last 1,000 attach latencies (for metrics and benchmarks). */
   readonly latencies: AttachLatency[] = [];
 
   constructor(opts: ContainersOptions) {
     this.#o = opts;
     this.#log = opts.log;
-    this.#rtnl = RtnetlinkClient.open();
     this.#hostNetns = hostNetnsId();
-    this.#pool = new InstancePool(opts.dp, opts.slots, {
-      firstId: opts.firstAttachId,
-      spare: opts.spareInstances,
-    });
+    this.#veths = new VethAttachments(opts);
     this.#client = ContainerdClient.connect(opts.socket);
     this.#watcher = new ContainerdWatcher(
       { socket: opts.socket, namespaces: [...opts.namespaces] },
@@ -166,17 +103,18 @@ export class ContainersMode {
 
   /** Starts following links and containerd. Never fails for containerd being absent. */
   start(): void {
-    this.#pool.refill();
-    // Veths that exist already are found through their tasks, not as new ones.
-    for (const l of this.#rtnl.listLinks()) if (isForeignVeth(l)) this.#seenVeths.add(l.index);
-    this.#links = LinkSubscription.start((e) => void this.#enqueue(() => this.#onLink(e)));
+    this.#veths.start();
+    this.#links = LinkSubscription.start((e) => void this.#enqueue(() => this.#veths.onLink(e)));
     this.#links.done.catch((e) =>
       this.#log.error("link notifications stopped: {error}; new veths are found at task events", {
         error: String(e),
       })
     );
     this.#watcher.start();
-    this.#claimTimer = setInterval(() => void this.#enqueue(() => this.#expireUnclaimed()), 1000);
+    this.#claimTimer = setInterval(
+      () => void this.#enqueue(() => this.#veths.expireUnclaimed()),
+      1000,
+    );
   }
 
   /** Whether the containerd event stream is up. */
@@ -186,27 +124,46 @@ export class ContainersMode {
 
   /** Workloads filtered now. */
   get workloads(): number {
-    return this.#filtered.size;
+    return this.#veths.size;
   }
 
   /** Runs `fn` after everything queued before it; errors are logged, never thrown. */
   #enqueue(fn: () => void | Promise<void>): Promise<void> {
+    this.#pending++;
     const next = this.#queue.then(async () => {
-      if (this.#stopped) return;
       try {
-        await fn();
+        if (!this.#stopped) await fn();
       } catch (e) {
         this.#log.error("containers mode: {error}", { error: errorText(e) });
-      }
-      // Spare instances are loaded when nothing else waits.
-      try {
-        this.#pool.refill();
-      } catch (e) {
-        this.#log.warn("could not load spare program instances: {error}", { error: errorText(e) });
+      } finally {
+        this.#pending--;
+        this.#scheduleRefill();
       }
     });
     this.#queue = next;
     return next;
+  }
+
+  /**
+   * Loads spare program instances one at a time, each in its own macrotask
+   * and only while nothing is queued, so a container event never waits
+   * behind the verifier for an instance it does not need.
+   */
+  #scheduleRefill(): void {
+    if (this.#refillTimer !== undefined || this.#stopped || this.#veths.poolFull) return;
+    this.#refillTimer = setTimeout(() => {
+      this.#refillTimer = undefined;
+      if (this.#pending > 0 || this.#stopped) return; // the queue schedules it again
+      try {
+        this.#veths.refillOne();
+      } catch (e) {
+        this.#log.warn("could not load a spare program instance: {error}", {
+          error: errorText(e),
+        });
+        return;
+      }
+      this.#scheduleRefill();
+    }, 0);
   }
 
   /** Resolves once everything queued so far is handled. */
@@ -214,15 +171,22 @@ export class ContainersMode {
     await this.#queue;
   }
 
+  /** Logs connection state changes; repeated failed attempts only at debug level. */
   #onState(state: string, detail: { error?: string; retryInMs?: number }): void {
     const socket = this.#o.socket;
+    const was = this.#state;
+    this.#state = state;
     if (state === "connected") {
+      this.#failing = false;
       this.#log.info("connected to containerd at {socket}", { socket });
     } else if (state === "disconnected") {
-      this.#log.warn(
-        "containerd at {socket} is unreachable ({error}); filters stay, retrying in {retry} ms",
-        { socket, error: detail.error ?? "stream ended", retry: detail.retryInMs ?? 0 },
-      );
+      const failedAgain = was === "connecting" && this.#failing;
+      this.#failing = true;
+      const message =
+        "containerd at {socket} is unreachable ({error}); filters stay, retrying in {retry} ms";
+      const props = { socket, error: detail.error ?? "stream ended", retry: detail.retryInMs ?? 0 };
+      if (failedAgain) this.#log.debug(message, props);
+      else this.#log.warn(message, props);
     } else {
       this.#log.debug("connecting to containerd at {socket}", { socket });
     }
@@ -250,7 +214,7 @@ export class ContainersMode {
     this.#log.info(
       "containerd resync: {tasks} tasks, {workloads} filtered network namespaces " +
         "({added} new, {released} released)",
-      { tasks: tasks.length, workloads: this.#filtered.size, added, released },
+      { tasks: tasks.length, workloads: this.#veths.size, added, released },
     );
   }
 
@@ -290,7 +254,7 @@ export class ContainersMode {
         const old = w?.tasks.get(key);
         if (!w || !old || !container) return;
         w.tasks.set(key, { ...old, labels: container.labels });
-        this.#reselect(this.#filtered.get(netns));
+        this.#reselect(netns);
         return;
       }
       default:
@@ -324,27 +288,16 @@ export class ContainersMode {
     const { workload, created } = this.#table.add(task, ns.id);
     if (!created) {
       ns.close();
-      const f = this.#filtered.get(workload.netns);
       this.#log.info("container {id} ({namespace}) joins {workload}", {
         id: task.containerId,
         namespace: task.namespace,
         workload: describeWorkload(workload),
-        policy: f?.policy.name,
+        policy: this.#veths.get(workload.netns)?.policy.name,
       });
-      this.#reselect(f);
+      this.#reselect(workload.netns);
       return;
     }
-    const selected = this.#o.select(identityOf(workload) ?? null);
-    const f: Filtered = {
-      workload,
-      ns,
-      nsid: nsidOf(this.#rtnl, ns.fd),
-      policy: selected.policy,
-      pairs: new Map(),
-    };
-    this.#filtered.set(ns.id, f);
-    const links = this.#rtnl.listLinks();
-    for (const pair of vethPairsTo(links, f.nsid)) this.#attachPair(f, pair, selected.slot);
+    const f = this.#veths.filter(workload, ns);
     const t = identityTask(workload)!;
     const sides = [...f.pairs.values()];
     const latency = event ? this.#recordLatency(event, task) : undefined;
@@ -382,21 +335,17 @@ export class ContainersMode {
     if (this.#hostTasks.delete(key)) return;
     const { workload, emptied } = this.#table.remove(key);
     if (!workload) return;
-    const f = this.#filtered.get(workload.netns);
-    if (!f) return;
     if (!emptied) {
-      this.#reselect(f);
+      this.#reselect(workload.netns);
       return;
     }
-    this.#filtered.delete(workload.netns);
-    this.#release(f, key, why);
+    this.#release(workload.netns, key, why);
   }
 
   /** Detaches and frees everything kept for a workload, and closes its namespace. */
-  #release(f: Filtered, lastTask: string, why: string): void {
-    for (const p of f.pairs.values()) this.#freePair(p);
-    f.pairs.clear();
-    f.ns.close();
+  #release(netns: NetnsId, lastTask: string, why: string): void {
+    const f = this.#veths.release(netns);
+    if (!f) return;
     const [namespace, id] = splitKey(lastTask);
     this.#log.info("released {container} ({why}): policy {policy} detached", {
       container: `${namespace}/${id}`,
@@ -408,183 +357,15 @@ export class ContainersMode {
   }
 
   /** Selects the workload's policy again (its tasks or their labels changed) and switches to it. */
-  #reselect(f: Filtered | undefined): void {
-    if (!f) return;
-    const sel = this.#o.select(identityOf(f.workload) ?? null);
-    if (sel.policy === f.policy) return;
+  #reselect(netns: NetnsId): void {
+    const old = this.#veths.reselect(netns);
+    if (!old) return;
+    const f = this.#veths.get(netns)!;
     this.#log.info("{workload} now uses policy {policy} (was {old})", {
       workload: describeWorkload(f.workload),
-      policy: sel.policy.name,
-      old: f.policy.name,
+      policy: f.policy.name,
+      old: old.name,
     });
-    f.policy = sel.policy;
-    this.#o.slots.switchAttachments(this.#sideSwitches(f.pairs.values(), sel.slot));
-  }
-
-  // --- veth pairs ----------------------------------------------------------
-
-  /** Filters both ends of `pair` for `f` (reusing an unclaimed host end), with the policy in `slot`. */
-  #attachPair(f: Filtered, pair: VethPair, slot: number): void {
-    const unclaimed = this.#unclaimed.get(pair.hostIndex);
-    let state: PairState;
-    if (unclaimed) {
-      this.#unclaimed.delete(pair.hostIndex);
-      state = unclaimed.state;
-      if (unclaimed.policy !== f.policy) {
-        this.#o.slots.switchAttachments(this.#sideSwitches([state], slot));
-      }
-    } else {
-      state = { pair };
-    }
-    f.pairs.set(pair.hostIndex, state);
-    try {
-      state.egress ??= this.#attachOne(pair.hostIndex, slot, DIR_EGRESS);
-      state.ingress ??= this.#attachOne(pair.peerIndex, slot, DIR_INGRESS, f.ns.fd);
-    } catch (e) {
-      this.#log.error("could not filter {iface} of {workload}: {error}", {
-        iface: pair.hostName,
-        workload: describeWorkload(f.workload),
-        error: errorText(e),
-      });
-    }
-  }
-
-  #attachOne(ifindex: number, slot: number, dir: number, nsFd?: number): AttachedSide {
-    const prog = this.#pool.take();
-    try {
-      this.#o.slots.configureAttachment(prog.attachId, slot, dir, { learn: true });
-      return attachSide(prog, ifindex, this.#o.xdpMode, nsFd);
-    } catch (e) {
-      this.#pool.give(prog);
-      throw e;
-    }
-  }
-
-  #sideSwitches(pairs: Iterable<PairState>, slot: number) {
-    const out: { attachId: number; slot: number; dir: number }[] = [];
-    for (const p of pairs) {
-      if (p.egress) out.push({ attachId: p.egress.prog.attachId, slot, dir: DIR_EGRESS });
-      if (p.ingress) out.push({ attachId: p.ingress.prog.attachId, slot, dir: DIR_INGRESS });
-    }
-    return out;
-  }
-
-  /** Detaches a pair's programs (where still attached) and gives them back. */
-  #freePair(p: PairState): void {
-    for (const side of [p.ingress, p.egress]) {
-      if (!side) continue;
-      try {
-        detachSide(side);
-      } catch (e) {
-        this.#log.warn("could not detach from ifindex {ifindex}: {error}", {
-          ifindex: side.ifindex,
-          error: errorText(e),
-        });
-      }
-      this.#pool.give(side.prog);
-    }
-    p.egress = p.ingress = undefined;
-  }
-
-  #onLink(e: LinkEvent): void {
-    if (e.type === "overrun") {
-      this.#rescanLinks();
-      return;
-    }
-    if (e.type === "del") {
-      this.#seenVeths.delete(e.link.index);
-      this.#linkGone(e.link.index);
-      return;
-    }
-    if (isForeignVeth(e.link) && !this.#seenVeths.has(e.link.index)) {
-      this.#seenVeths.add(e.link.index);
-      this.#linkSeen(e.link);
-    }
-  }
-
-  /** A host-side veth to another namespace exists: filter it for its workload, or unclaimed. */
-  #linkSeen(link: Link): void {
-    if (this.#unclaimed.has(link.index)) return;
-    for (const f of this.#filtered.values()) if (f.pairs.has(link.index)) return;
-    const pair: VethPair = { hostIndex: link.index, hostName: link.name, peerIndex: link.linkIndex! };
-    for (const f of this.#filtered.values()) {
-      if (f.nsid < 0) f.nsid = nsidOf(this.#rtnl, f.ns.fd);
-      if (f.nsid !== link.linkNetnsid) continue;
-      this.#attachPair(f, pair, this.#o.select(identityOf(f.workload) ?? null).slot);
-      this.#log.info("{workload}: new interface {iface} filtered with policy {policy}", {
-        workload: describeWorkload(f.workload),
-        iface: link.name,
-        policy: f.policy.name,
-      });
-      return;
-    }
-    const sel = this.#o.select(null);
-    try {
-      const egress = this.#attachOne(link.index, sel.slot, DIR_EGRESS);
-      this.#unclaimed.set(link.index, {
-        link,
-        state: { pair, egress },
-        since: performance.now(),
-        policy: sel.policy,
-      });
-      this.#log.debug("{iface}: veth to another namespace, filtered with {policy} until claimed", {
-        iface: link.name,
-        policy: sel.policy.name,
-      });
-    } catch (e) {
-      this.#log.warn("could not filter new veth {iface}: {error}", {
-        iface: link.name,
-        error: errorText(e),
-      });
-    }
-  }
-
-  /** A host link is gone (with its peer): forget the programs that were on the pair. */
-  #linkGone(index: number): void {
-    const u = this.#unclaimed.get(index);
-    if (u) {
-      this.#unclaimed.delete(index);
-      this.#freePair(u.state);
-      return;
-    }
-    for (const f of this.#filtered.values()) {
-      const p = f.pairs.get(index);
-      if (!p) continue;
-      f.pairs.delete(index);
-      this.#freePair(p);
-      this.#log.info("{workload}: interface {iface} is gone", {
-        workload: describeWorkload(f.workload),
-        iface: p.pair.hostName,
-      });
-      return;
-    }
-  }
-
-  /** After lost notifications: compare with a fresh link dump. */
-  #rescanLinks(): void {
-    const links = this.#rtnl.listLinks();
-    const present = new Set(links.map((l) => l.index));
-    const known = [
-      ...this.#unclaimed.keys(),
-      ...[...this.#filtered.values()].flatMap((f) => [...f.pairs.keys()]),
-    ];
-    for (const index of known) if (!present.has(index)) this.#linkGone(index);
-    for (const index of this.#seenVeths) if (!present.has(index)) this.#seenVeths.delete(index);
-    for (const l of links) {
-      if (!isForeignVeth(l) || this.#seenVeths.has(l.index)) continue;
-      this.#seenVeths.add(l.index);
-      this.#linkSeen(l);
-    }
-  }
-
-  #expireUnclaimed(): void {
-    const limit = this.#o.claimMs ?? 10_000;
-    for (const [index, u] of this.#unclaimed) {
-      if (performance.now() - u.since < limit) continue;
-      this.#unclaimed.delete(index);
-      this.#freePair(u.state);
-      this.#log.info("{iface}: no container runs behind it; released", { iface: u.link.name });
-    }
   }
 
   // --- reloads -------------------------------------------------------------
@@ -593,37 +374,8 @@ export class ContainersMode {
    * For a policy reload: every container attachment's slot under `select`
    * (the new policies), and a commit to call once they are switched.
    */
-  planSwitch(select: (identity: ContainerIdentity | null) => SlotSelection): {
-    changes: { attachId: number; slot: number; dir: number }[];
-    commit(): void;
-  } {
-    const changes: { attachId: number; slot: number; dir: number }[] = [];
-    const next = new Map<Filtered | Unclaimed, Policy>();
-    for (const f of this.#filtered.values()) {
-      const sel = select(identityOf(f.workload) ?? null);
-      changes.push(...this.#sideSwitches(f.pairs.values(), sel.slot));
-      next.set(f, sel.policy);
-    }
-    const fallback = select(null);
-    for (const u of this.#unclaimed.values()) {
-      changes.push(...this.#sideSwitches([u.state], fallback.slot));
-      next.set(u, fallback.policy);
-    }
-    return {
-      changes,
-      commit: () => {
-        for (const [target, policy] of next) {
-          if ("workload" in target && target.policy.name !== policy.name) {
-            this.#log.info("{workload} now uses policy {policy} (was {old})", {
-              workload: describeWorkload(target.workload),
-              policy: policy.name,
-              old: target.policy.name,
-            });
-          }
-          target.policy = policy;
-        }
-      },
-    };
+  planSwitch(select: Selector): { changes: SlotChange[]; commit(): void } {
+    return this.#veths.planSwitch(select);
   }
 
   /** Runs `fn` between queued changes (a reload must not interleave with an attach). */
@@ -635,22 +387,9 @@ export class ContainersMode {
     return done.then(() => result);
   }
 
-  /** Who an attach id filters, for drop logs: "container ns/id (egress)". */
+  /** Who an attach id filters, for drop logs. */
   describeAttachment(attachId: number): string | undefined {
-    for (const f of this.#filtered.values()) {
-      for (const p of f.pairs.values()) {
-        const side = p.egress?.prog.attachId === attachId
-          ? "egress"
-          : p.ingress?.prog.attachId === attachId
-          ? "ingress"
-          : null;
-        if (side) return `${describeWorkload(f.workload)} ${side} (${p.pair.hostName})`;
-      }
-    }
-    for (const u of this.#unclaimed.values()) {
-      if (u.state.egress?.prog.attachId === attachId) return `${u.link.name} (unclaimed veth)`;
-    }
-    return undefined;
+    return this.#veths.describeAttachment(attachId);
   }
 
   /** Stops following containerd and detaches every container (fail-open exit, SPEC §2). */
@@ -660,16 +399,14 @@ export class ContainersMode {
     await this.#links?.close();
     await this.#queue;
     this.#stopped = true;
-    for (const u of this.#unclaimed.values()) this.#freePair(u.state);
-    this.#unclaimed.clear();
-    for (const f of this.#filtered.values()) {
+    clearTimeout(this.#refillTimer);
+    for (const f of this.#veths.all()) {
       const t = identityTask(f.workload);
-      this.#release(f, t ? taskKey(t.namespace, t.containerId) : "?/?", "agent stopping");
+      const key = t ? taskKey(t.namespace, t.containerId) : "?/?";
+      this.#release(f.workload.netns, key, "agent stopping");
     }
-    this.#filtered.clear();
-    this.#pool.close();
+    this.#veths.close();
     this.#client.close();
-    this.#rtnl.close();
   }
 }
 

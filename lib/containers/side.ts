@@ -151,9 +151,19 @@ export class InstancePool {
     this.#freeIds.push(prog.attachId);
   }
 
+  /** Whether `spare` instances are waiting. */
+  get full(): boolean {
+    return this.#spare.length >= this.#target;
+  }
+
   /** Loads instances until `spare` are waiting. */
   refill(): void {
-    while (this.#spare.length < this.#target) this.#spare.push(this.#load());
+    while (!this.full) this.#spare.push(this.#load());
+  }
+
+  /** Loads one instance if fewer than `spare` are waiting. */
+  refillOne(): void {
+    if (!this.full) this.#spare.push(this.#load());
   }
 
   #load(): XdpProgram {

@@ -106,7 +106,18 @@ Deno.test("containers: a foreign XDP program on a container's interface is left 
   const dp = Datapath.load();
   try {
     const veth = await createVethPair({ prefix: "tfwc", peerNetns: ns });
-    await ns.exec(["ip", "link", "set", "dev", veth.peer, "xdpgeneric", "obj", BENCH_EMPTY, "sec", "xdp"]);
+    await ns.exec([
+      "ip",
+      "link",
+      "set",
+      "dev",
+      veth.peer,
+      "xdpgeneric",
+      "obj",
+      BENCH_EMPTY,
+      "sec",
+      "xdp",
+    ]);
     const slots = new PolicySlots(dp);
     const pool = new InstancePool(dp, slots, { firstId: 10, spare: 0 });
     const prog = pool.take();

@@ -131,6 +131,121 @@ Deno.test("cmode: labels select each container's policy, enforced into and out o
   });
 });
 
+const POD_POLICY = `policies:
+  - name: shop-web
+    selector:
+      namespace: k8s.io
+      labels: { app: web }
+    defaultAction: deny
+    rules:
+      - name: http-in
+        action: allow
+        direction: ingress
+        protocol: tcp
+        ports: [8080]
+`;
+
+Deno.test("cmode: a pod (sandbox + app container in one namespace) gets one attachment, selected by the sandbox's labels; host-network containers get none", async () => {
+  await withContainerd(async (cd) => {
+    await withPolicy(POD_POLICY, async (file) => {
+      const net = await createCniNetwork();
+      const boxes: Box[] = [];
+      const agent = AgentProcess.start([
+        "--cmode",
+        "--containerd-socket",
+        cd.socket,
+        "--policy",
+        file,
+      ]);
+      try {
+        await agent.waitFor(/containerd resync/);
+        const pod = await cniBox(cd, net, {
+          namespace: "k8s.io",
+          labels: {
+            "io.cri-containerd.kind": "sandbox",
+            "io.kubernetes.pod.name": "web-0",
+            "io.kubernetes.pod.namespace": "shop",
+            app: "web",
+          },
+        });
+        boxes.push(pod);
+        // The app container joins the sandbox's namespace; its own labels select nothing.
+        const app = await cd.run({
+          namespace: "k8s.io",
+          labels: {
+            "io.cri-containerd.kind": "container",
+            "io.kubernetes.container.name": "nginx",
+            "io.kubernetes.pod.name": "web-0",
+            "io.kubernetes.pod.namespace": "shop",
+          },
+          netns: pod.ns.path,
+          cmd: ["sleep", "3600"],
+        });
+        const client = await cniBox(cd, net, { namespace: "default" });
+        boxes.push(client);
+        const hostNet = await cd.run({ namespace: "default", cmd: ["sleep", "3600"] });
+        try {
+          await agent.waitFor(/joins pod shop\/web-0/);
+          await agent.waitFor(/uses the host network: no attachment/);
+          assert.ok(await eventually(() => filtered(pod)), agent.log);
+          assert.equal(agent.count(/filtering pod shop\/web-0: policy shop-web/g), 1);
+          assert.equal(agent.count(/filtering /g), 2, "the pod and the client, nothing else");
+          await startServer(pod.ns, { tcp: [8080, 9000] });
+          assert.equal(await reach(client.ns, "tcp", pod.ip4, 8080), true);
+          assert.equal(await reach(client.ns, "tcp", pod.ip4, 9000), false);
+          // The app container goes: the sandbox keeps the pod's namespace filtered.
+          await app.stop();
+          await agent.waitFor(/released|task exited/, 5000).catch(() => {});
+          assert.equal(agent.count(/released /g), 0, agent.log);
+          assert.ok(filtered(pod));
+          assert.equal(await reach(client.ns, "tcp", pod.ip4, 9000), false);
+        } finally {
+          await app.stop();
+          await hostNet.stop();
+        }
+        await pod.container!.stop();
+        assert.ok(await eventually(() => unfiltered(pod)), agent.log);
+        await agent.waitFor(/released k8s\.io\/\S+ \(task exited\): policy shop-web/);
+      } finally {
+        const code = await agent.stop();
+        await removeAll(boxes);
+        await deleteCniNetwork(net);
+        assert.equal(code, 0, agent.log);
+      }
+    });
+  });
+});
+
+Deno.test("cmode: containers running before the agent starts are filtered at its start", async () => {
+  await withContainerd(async (cd) => {
+    await withPolicy(POLICY, async (file) => {
+      const net = await createCniNetwork();
+      const boxes: Box[] = [];
+      let agent: AgentProcess | undefined;
+      try {
+        const web = await cniBox(cd, net, { namespace: "k8s.io", labels: { app: "web" } });
+        boxes.push(web);
+        const db = await cniBox(cd, net, { namespace: "default", labels: { app: "db" } });
+        boxes.push(db);
+        const started = performance.now();
+        agent = AgentProcess.start(["--cmode", "--containerd-socket", cd.socket, "--policy", file]);
+        assert.ok(await eventually(() => boxes.every(filtered), 10_000), agent.log);
+        const ms = Math.round(performance.now() - started);
+        console.log(`2 running containers filtered ${ms} ms after the agent process was spawned`);
+        await agent.waitFor(/containerd resync: 2 tasks, 2 filtered network namespaces \(2 new/);
+        await startServer(db.ns, { tcp: [5432, 9000] });
+        assert.equal(await reach(web.ns, "tcp", db.ip4, 5432), true);
+        assert.equal(await reach(web.ns, "tcp", db.ip4, 9000), false);
+      } finally {
+        const code = agent ? await agent.stop() : 0;
+        await removeAll(boxes);
+        await deleteCniNetwork(net);
+        assert.equal(code, 0, agent?.log);
+      }
+    });
+  });
+});
+
 /** A TCP connection from the host into the plain box (its veth's host end is ours). */
 async function reachHost(box: Box, port: number): Promise<boolean> {
   const args = [

@@ -7,7 +7,7 @@
  */
 import { progInfo, PROGRAM_NAME } from "../../lib/datapath/object.ts";
 import { RtnetlinkClient } from "../../lib/netlink/rtnetlink.ts";
-import { type CniNetwork, cniAdd, cniDel } from "./cni.ts";
+import { cniAdd, cniDel, type CniNetwork } from "./cni.ts";
 import type { ContainerHandle, PrivateContainerd } from "./containerd.ts";
 import { createVethPair, Netns } from "./netns.ts";
 import { xdpOf } from "./topology.ts";
@@ -20,8 +20,8 @@ export interface Box {
   readonly hostVeth: string;
   /** Its end's name inside the namespace. */
   readonly peer: string;
-  /** The host end's address, for the plain-veth kind (a peer to talk to from the container). */
-  readonly hostIp4?: string;
+  /** An address on the host side to talk to from the container: the veth's host end, or the CNI bridge. */
+  readonly hostIp4: string;
   container?: ContainerHandle;
   /** Stops the container (if any), removes its network and namespace. */
   remove(): Promise<void>;
@@ -52,6 +52,7 @@ export async function cniBox(
     const box: Box = {
       ns,
       ip4: res.ip4,
+      hostIp4: res.gateway4,
       hostVeth: res.hostVeth,
       peer: "eth0",
       async remove() {

@@ -7,9 +7,8 @@
  * Found here: ADD takes ~20 ms (IPv4); it creates the bridge on first use and gives it
  * the gateway address (`isGateway`), and, being a gateway, it turns on
  * `net.ipv4.ip_forward` (and `net.ipv6.conf.all.forwarding` with an IPv6
- * range) in the host namespace, as on any Kubernetes node; those sysctls are
- * left on (restoring them could break another test's network running at the
- * same time). IPv6 addresses can still be "tentative" (DAD) right after ADD;
+ * range) in the host namespace, as on any Kubernetes node; they are set back
+ * to what they were when this process's last network is deleted. IPv6 addresses can still be "tentative" (DAD) right after ADD;
  * {@link cniAdd} waits until they are usable: ~1.7 s on the first ADD of a
  * network with an IPv6 range (the new bridge's DAD), nothing after that (the
  * plugin itself settles the container side). DEL succeeds when the namespace
@@ -77,6 +76,11 @@ async function routedPrefixes(): Promise<string> {
   return r.stdout;
 }
 
+/** The forwarding sysctls the bridge plugin turns on, as they were before this process's first network. */
+const FORWARDING = ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"];
+let forwardingBefore: string[] | null = null;
+let openNetworks = 0;
+
 /**
  * Creates a network description with a unique bridge name (`tfwcb` + 6 hex,
  * 11 characters) and a host-local data dir. Default IPv4 subnet:
@@ -87,6 +91,9 @@ async function routedPrefixes(): Promise<string> {
 export async function createCniNetwork(
   opts: { subnet4?: string; subnet6?: string } = {},
 ): Promise<CniNetwork> {
+  if (openNetworks++ === 0) {
+    forwardingBefore = await Promise.all(FORWARDING.map((f) => Deno.readTextFile(f)));
+  }
   let subnet4 = opts.subnet4;
   if (!subnet4) {
     const routes = await routedPrefixes();
@@ -224,4 +231,9 @@ export async function cniDel(net: CniNetwork, opts: CniAttachOptions): Promise<v
 export async function deleteCniNetwork(net: CniNetwork): Promise<void> {
   await run(["ip", "link", "del", net.bridge], { allowFailure: true }).catch(() => {});
   await Deno.remove(net.dataDir, { recursive: true }).catch(() => {});
+  if (--openNetworks === 0 && forwardingBefore) {
+    const before = forwardingBefore;
+    forwardingBefore = null;
+    await Promise.all(FORWARDING.map((f, i) => Deno.writeTextFile(f, before[i]).catch(() => {})));
+  }
 }
