@@ -7,6 +7,7 @@ import { ConfigError, describeError, EXIT_OK, exitCodeOf, RuntimeError } from ".
 import { getLogger, setupLogging } from "./lib/log.ts";
 import { requireBpfPrivileges } from "./lib/privileges.ts";
 import { Agent } from "./lib/agent.ts";
+import { lockNetns } from "./lib/agent_lock.ts";
 import { explain, formatExplanation } from "./lib/explain.ts";
 import { defaultPolicy, defaultPolicyYaml } from "./lib/policy/default.ts";
 import { formatDiagnostic, loadPolicyFile } from "./lib/policy/load.ts";
@@ -67,6 +68,7 @@ async function run(cmd: RunCommand): Promise<number> {
     );
   }
   requireBpfPrivileges();
+  const lock = lockNetns();
   // Listen before anything is attached, so a signal during start-up still detaches.
   const stopSignal = new Promise<string>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) {
@@ -101,6 +103,7 @@ async function run(cmd: RunCommand): Promise<number> {
   watch?.close();
   await agent.idle();
   await agent.stop();
+  lock.release();
   return EXIT_OK;
 }
 

@@ -90,6 +90,7 @@ const SYMBOLS = {
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   if_indextoname: { parameters: ["u32", "buffer"], result: "pointer" },
   statfs: { parameters: ["buffer", "buffer"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
 } as const;
 
 let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
@@ -331,6 +332,16 @@ export function close(fd: number): void {
 /** open(2) without O_CREAT (O_CLOEXEC is always added). */
 export function open(path: string, flags = O_RDONLY): number {
   return check(`open ${path}`, libc().open(cString(path), flags | O_CLOEXEC));
+}
+
+/** flock(2) operations. */
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const EWOULDBLOCK = EAGAIN;
+
+/** flock(2); throws SysError (EWOULDBLOCK when LOCK_NB and someone else holds the lock). */
+export function flock(fd: number, operation: number): void {
+  check("flock", libc().flock(fd, operation));
 }
 
 /** setns(2): moves the calling (JS) thread into the namespace `fd` refers to. */

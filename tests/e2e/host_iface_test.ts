@@ -150,3 +150,27 @@ Deno.test("e2e: without BPF privileges the agent says so and exits 1", async () 
     assert.match(r.stderr, /needs CAP_BPF and CAP_NET_ADMIN .*run it as root/);
   });
 });
+
+Deno.test("e2e: a second agent in the same network namespace exits 1 and changes nothing", async () => {
+  await withTopology(async ({ server, iface }) => {
+    const first = AgentProcess.start(["--iface", iface], server);
+    try {
+      await first.waitFor(/attached to/);
+      const attached = xdpOf(server, iface);
+      const second = AgentProcess.start(["--iface", iface], server);
+      assert.equal(await second.exitCode(), 1, second.log);
+      assert.match(
+        second.log,
+        /Another tinyfw agent \(pid \d+\) is running in this network namespace/,
+      );
+      assert.equal(second.log.trim().split("\n").length, 1, second.log);
+      assert.deepEqual(xdpOf(server, iface), attached, "the first agent's program stays");
+    } finally {
+      assert.equal(await first.stop(), 0, first.log);
+    }
+    // The lock went with the first agent: a new one starts.
+    const third = AgentProcess.start(["--iface", iface], server);
+    await third.waitFor(/attached to/);
+    assert.equal(await third.stop(), 0, third.log);
+  });
+});
