@@ -115,9 +115,9 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MAX_COUNTERS);
+	__uint(max_entries, MAX_COUNTER_BLOCKS);
 	__type(key, __u32);
-	__type(value, struct tfw_counter);
+	__type(value, struct tfw_counter_block);
 } counters SEC(".maps");
 
 struct {
@@ -632,11 +632,14 @@ static __always_inline struct decision find_rule(struct packet *pkt, struct tfw_
 
 static __always_inline void count(__u32 counter, __u64 bytes)
 {
-	struct tfw_counter *c = bpf_map_lookup_elem(&counters, &counter);
+	__u32 block = counter / COUNTERS_PER_BLOCK;
+	struct tfw_counter_block *b = bpf_map_lookup_elem(&counters, &block);
 
-	if (c) {
-		c->packets += 1;
-		c->bytes += bytes;
+	if (b) {
+		__u32 lane = (counter % COUNTERS_PER_BLOCK) * 2;
+
+		b->counts[lane] += 1;
+		b->counts[lane + 1] += bytes;
 	}
 }
 

@@ -61,6 +61,8 @@
 #define MAX_ATTACH 4096
 #define MAX_SLOTS 4096
 #define MAX_COUNTERS 524288
+#define COUNTERS_PER_BLOCK 8
+#define MAX_COUNTER_BLOCKS 65536
 #define MAX_RULE_ENTRIES 2097152
 #define MAX_LPM_ENTRIES 1048576
 #define PIDX_TCP 0
@@ -227,14 +229,12 @@ _Static_assert(sizeof(struct tfw_verdict) == 8, "tfw_verdict size");
 _Static_assert(__builtin_offsetof(struct tfw_verdict, counter) == 0, "tfw_verdict.counter");
 _Static_assert(__builtin_offsetof(struct tfw_verdict, action) == 4, "tfw_verdict.action");
 
-/* Per-rule, per-direction packet and byte counts (per CPU; user space sums). */
-struct tfw_counter {
-	__u64 packets;
-	__u64 bytes;
+/* Per-rule, per-direction packet and byte counts of COUNTERS_PER_BLOCK consecutive counters (per CPU; user space sums). */
+struct tfw_counter_block {
+	__u64 counts[16]; /* counter i of the block: packets at [2i], bytes at [2i+1] */
 };
-_Static_assert(sizeof(struct tfw_counter) == 16, "tfw_counter size");
-_Static_assert(__builtin_offsetof(struct tfw_counter, packets) == 0, "tfw_counter.packets");
-_Static_assert(__builtin_offsetof(struct tfw_counter, bytes) == 8, "tfw_counter.bytes");
+_Static_assert(sizeof(struct tfw_counter_block) == 128, "tfw_counter_block size");
+_Static_assert(__builtin_offsetof(struct tfw_counter_block, counts) == 0, "tfw_counter_block.counts");
 
 /* A sampled drop (or, in audit mode, a would-be drop). */
 struct tfw_event {

@@ -8,7 +8,14 @@
 
 import { Datapath, sumPerCpu, testRun, u32Key, type XdpProgram } from "./datapath/object.ts";
 import { type InstalledPolicy, PolicySlots } from "./datapath/policy_slots.ts";
-import { DIR_EGRESS, DIR_INGRESS, STAT_MALFORMED, STAT_ND, STAT_NONIP } from "./datapath/layout.ts";
+import {
+  COUNTERS_PER_BLOCK,
+  DIR_EGRESS,
+  DIR_INGRESS,
+  STAT_MALFORMED,
+  STAT_ND,
+  STAT_NONIP,
+} from "./datapath/layout.ts";
 import { type CompiledPolicy, compilePolicy } from "./policy/compile.ts";
 import { buildFrame, type FrameSpec } from "./policy/build.ts";
 import type { Policy } from "./policy/types.ts";
@@ -85,7 +92,8 @@ export class Explainer {
 
   /** Loads the program with room for policies of up to `counters` counters. */
   static open(counters: number): Explainer {
-    return new Explainer(Datapath.load({ maxEntries: { attach: 1, counters } }));
+    const blocks = Math.ceil(counters / COUNTERS_PER_BLOCK);
+    return new Explainer(Datapath.load({ maxEntries: { attach: 1, counters: blocks } }));
   }
 
   /** Decides the packet of `query` under `policy` with the kernel's XDP program. */

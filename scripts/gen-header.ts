@@ -16,7 +16,7 @@ const C_TYPES: Record<string, string> = {
 };
 
 function cField(f: Field): string {
-  const m = /^(u8|u32)\[(\d+)\]$/.exec(f.type);
+  const m = /^(u8|u32|u64)\[(\d+)\]$/.exec(f.type);
   const decl = m ? `${C_TYPES[m[1]]} ${f.name}[${m[2]}]` : `${C_TYPES[f.type]} ${f.name}`;
   return `\t${decl};${f.doc ? ` /* ${f.doc} */` : ""}`;
 }

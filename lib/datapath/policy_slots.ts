@@ -10,7 +10,8 @@ import type { CompiledPolicy } from "../policy/compile.ts";
 import {
   ATTACH_LEARN,
   AttachValue,
-  CounterValue,
+  CounterBlock,
+  COUNTERS_PER_BLOCK,
   decode,
   DIR_INGRESS,
   encode,
@@ -55,12 +56,12 @@ export class PolicySlots {
   readonly #freeSlots: number[] = [];
   /** Free `fast_l4` tables, 1-based. */
   readonly #freeTables: number[] = [];
-  readonly #counters: RangeAllocator;
-  readonly #zeroCounter = encode(CounterValue, {});
+  /** Counter blocks (COUNTERS_PER_BLOCK counters each): every policy owns whole blocks. */
+  readonly #counterBlocks: RangeAllocator;
 
   constructor(dp: Datapath) {
     this.#dp = dp;
-    this.#counters = new RangeAllocator(dp.maps.counters.maxEntries);
+    this.#counterBlocks = new RangeAllocator(dp.maps.counters.maxEntries);
     for (let s = MAX_SLOTS - 1; s > SLOT_NONE; s--) this.#freeSlots.push(s);
     const tables = Math.floor(dp.maps.fast_l4.maxEntries / FAST_TABLE_SIZE);
     for (let t = Math.min(tables, FAST_TABLES); t >= 1; t--) this.#freeTables.push(t);
@@ -74,13 +75,16 @@ export class PolicySlots {
   install(compiled: CompiledPolicy, opts: { plain?: boolean } = {}): InstalledPolicy {
     const slot = this.#freeSlots.pop();
     if (slot === undefined) throw new Error(`all ${MAX_SLOTS - 1} policy slots are in use`);
-    const counterBase = this.#counters.allocate(compiled.counterCount);
-    if (counterBase === null) {
+    const firstBlock = this.#counterBlocks.allocate(blocksFor(compiled.counterCount));
+    if (firstBlock === null) {
       this.#freeSlots.push(slot);
       throw new Error(
-        `no room for ${compiled.counterCount} counters (capacity ${this.#dp.maps.counters.maxEntries})`,
+        `no room for ${compiled.counterCount} counters (capacity ${
+          this.#dp.maps.counters.maxEntries * COUNTERS_PER_BLOCK
+        })`,
       );
     }
+    const counterBase = firstBlock * COUNTERS_PER_BLOCK;
     const free = opts.plain ? [] : [...this.#freeTables].reverse();
     const e = encodePolicyEntries(compiled, slot, counterBase, {
       fastTables: free,
@@ -132,7 +136,10 @@ export class PolicySlots {
     maps.addr6_hash.deleteBatch(k.addr6Hash.keys, k.addr6Hash.count);
     maps.rule_hash.deleteBatch(k.ruleHash.keys, k.ruleHash.count);
     maps.port_lpm.deleteBatch(k.portLpm.keys, k.portLpm.count);
-    this.#counters.free(installed.counterBase, installed.compiled.counterCount);
+    this.#counterBlocks.free(
+      installed.counterBase / COUNTERS_PER_BLOCK,
+      blocksFor(installed.compiled.counterCount),
+    );
     this.#freeTables.push(...k.fastTables);
     this.#freeSlots.push(installed.slot);
   }
@@ -227,13 +234,14 @@ export class PolicySlots {
   /** The counters of `installed`: every rule and the default, in both directions. */
   counts(installed: InstalledPolicy): RuleCount[] {
     const n = installed.compiled.policy.rules.length;
+    const all = this.readCounters(installed.counterBase, installed.compiled.counterCount);
     const out: RuleCount[] = [];
     for (let rule = -1; rule < n; rule++) {
       for (const dir of [0, 1]) {
         const idx = rule < 0
           ? defaultCounterIndex(installed.counterBase, n, dir)
           : installed.counterBase + 2 * rule + dir;
-        const [packets, bytes] = this.readCounter(idx);
+        const [packets, bytes] = all[idx - installed.counterBase];
         out.push({ rule, dir, packets, bytes });
       }
     }
@@ -242,10 +250,23 @@ export class PolicySlots {
 
   /** Packets and bytes at counter `idx`, summed over CPUs. */
   readCounter(idx: number): [bigint, bigint] {
-    const values = this.#dp.maps.counters.lookupPerCpu(u32Key(idx));
-    if (!values) return [0n, 0n];
-    const [packets, bytes] = sumPerCpu(values);
-    return [packets, bytes];
+    return this.readCounters(idx, 1)[0];
+  }
+
+  /** Packets and bytes of counters `base`..`base + count - 1`, summed over CPUs: a lookup per block. */
+  readCounters(base: number, count: number): [bigint, bigint][] {
+    const out: [bigint, bigint][] = [];
+    let block = -1;
+    let sums: bigint[] = [];
+    for (let idx = base; idx < base + count; idx++) {
+      if (Math.floor(idx / COUNTERS_PER_BLOCK) !== block) {
+        block = Math.floor(idx / COUNTERS_PER_BLOCK);
+        sums = sumPerCpu(this.#dp.maps.counters.lookupPerCpu(u32Key(block)) ?? []);
+      }
+      const lane = (idx % COUNTERS_PER_BLOCK) * 2;
+      out.push([sums[lane] ?? 0n, sums[lane + 1] ?? 0n]);
+    }
+    return out;
   }
 
   /** Writes a whole fast table (every L4 key: entries not in the policy are FAST_NONE). */
@@ -257,14 +278,21 @@ export class PolicySlots {
     this.#dp.maps.fast_l4.updateBatch(new Uint8Array(keys.buffer), values, FAST_TABLE_SIZE);
   }
 
+  /** Zeroes the blocks of the counter range starting at `base` (a block boundary). */
   #zeroCounters(base: number, count: number): void {
-    const keys = new Uint8Array(count * 4);
+    const first = base / COUNTERS_PER_BLOCK;
+    const n = blocksFor(count);
+    const keys = new Uint8Array(n * 4);
     const view = new DataView(keys.buffer);
-    const values = new Uint8Array(count * CounterValue.size);
-    for (let i = 0; i < count; i++) view.setUint32(i * 4, base + i, true);
-    for (let i = 0; i < count; i++) values.set(this.#zeroCounter, i * CounterValue.size);
-    this.#dp.maps.counters.updateBatch(keys, values, count);
+    for (let i = 0; i < n; i++) view.setUint32(i * 4, first + i, true);
+    const values = new Uint8Array(n * CounterBlock.size);
+    this.#dp.maps.counters.updateBatch(keys, values, n);
   }
+}
+
+/** How many counter blocks `count` counters take. */
+function blocksFor(count: number): number {
+  return Math.ceil(count / COUNTERS_PER_BLOCK);
 }
 
 /** The keys of `m` only (what deletion needs). */

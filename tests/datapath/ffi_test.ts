@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import {
   AttachValue,
   ClassValue,
-  CounterValue,
+  CounterBlock,
   CpuStateValue,
   decode,
   DIR_INGRESS,
@@ -319,7 +319,7 @@ Deno.test("load: every map exists with the sizes layout.ts defines", () => {
     fast_l4: [4, 4],
     rule_hash: [RuleKey.size, VerdictValue.size],
     port_lpm: [PortLpmKey.size, VerdictValue.size],
-    counters: [4, CounterValue.size],
+    counters: [4, CounterBlock.size],
     stats: [4, 8],
     flows: [FlowKey.size, FlowValue.size],
     events: [0, 0],
@@ -444,27 +444,37 @@ Deno.test("maps: batch update and delete (hash and array batched, LPM trie per e
   });
 });
 
+/** Packets and bytes of counter `idx` (lane idx % 8 of block idx / 8), summed over CPUs. */
+function counterAt(dp: Datapath, idx: number): [bigint, bigint] {
+  const block = sumPerCpu(dp.maps.counters.lookupPerCpu(u32Key(Math.floor(idx / 8)))!);
+  return [block[(idx % 8) * 2], block[(idx % 8) * 2 + 1]];
+}
+
 Deno.test("maps: per-CPU values, one per possible CPU, summed", () => {
   withDatapath((dp) => {
     const text = Deno.readTextFileSync("/sys/devices/system/cpu/possible").trim();
     const last = Number(text.split(/[-,]/).at(-1));
     if (!text.includes(",")) assert.equal(possibleCpus(), last + 1);
     const c = dp.maps.counters;
-    c.update(u32Key(9), encode(CounterValue, { packets: 3n, bytes: 300n }));
+    // Counter 1 of block 9: packets at [2], bytes at [3].
+    const counts = Array<bigint>(16).fill(0n);
+    [counts[2], counts[3]] = [3n, 300n];
+    c.update(u32Key(9), encode(CounterBlock, { counts }));
     const per = c.lookupPerCpu(u32Key(9))!;
     assert.equal(per.length, possibleCpus());
-    for (const v of per) assert.deepEqual(decode(CounterValue, v), { packets: 3n, bytes: 300n });
-    assert.deepEqual(sumPerCpu(per), [3n * BigInt(per.length), 300n * BigInt(per.length)]);
+    for (const v of per) assert.deepEqual(decode(CounterBlock, v), { counts });
+    const n = BigInt(per.length);
+    assert.deepEqual(sumPerCpu(per), counts.map((x) => x * n));
     assert.throws(() => c.lookup(u32Key(9)), TypeError);
 
     const keys = new Uint8Array(8);
     keys.set(u32Key(1), 0);
     keys.set(u32Key(2), 4);
-    const values = new Uint8Array(32);
-    values.set(encode(CounterValue, { packets: 1n }), 0);
-    values.set(encode(CounterValue, { packets: 2n }), 16);
+    const values = new Uint8Array(2 * CounterBlock.size);
+    values.set(encode(CounterBlock, { counts: [1n] }), 0);
+    values.set(encode(CounterBlock, { counts: [2n] }), CounterBlock.size);
     assert.equal(c.updateBatch(keys, values, 2), 2);
-    assert.deepEqual(sumPerCpu(c.lookupPerCpu(u32Key(2))!), [2n * BigInt(per.length), 0n]);
+    assert.deepEqual(sumPerCpu(c.lookupPerCpu(u32Key(2))!).slice(0, 2), [2n * n, 0n]);
   });
 });
 
@@ -578,10 +588,7 @@ Deno.test("instances: attach_id selects the attach entry; test runs count in the
       assert.equal(r.retval, XDP_DROP);
       assert.ok(r.durationNs >= 0);
       assert.deepEqual(r.dataOut, pkt);
-      assert.deepEqual(sumPerCpu(dp.maps.counters.lookupPerCpu(u32Key(10))!), [
-        10n,
-        BigInt(10 * pkt.length),
-      ]);
+      assert.deepEqual(counterAt(dp, 10), [10n, BigInt(10 * pkt.length)]);
 
       const before = statsTotal(dp, STAT_UNCONFIGURED);
       assert.equal(testRun(other.fd, pkt, 7).retval, XDP_PASS);
@@ -743,7 +750,7 @@ Deno.test("xdp: live traffic through a veth between two test namespaces is filte
 
           // Default deny: dropped, and counted on the policy's default counter.
           configureDeny(dp, 9, 2, 20);
-          const counted = () => sumPerCpu(dp.maps.counters.lookupPerCpu(u32Key(20))!)[0];
+          const counted = () => counterAt(dp, 20)[0];
           const before = counted();
           send();
           send();

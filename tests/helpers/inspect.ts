@@ -5,7 +5,13 @@
  */
 import { mapGetFdById } from "../../lib/ffi/libbpf.ts";
 import { BpfMap, progInfo, programAttachId, sumPerCpu, u32Key } from "../../lib/datapath/object.ts";
-import { AttachValue, decode, PolicyValue, StateValue } from "../../lib/datapath/layout.ts";
+import {
+  AttachValue,
+  COUNTERS_PER_BLOCK,
+  decode,
+  PolicyValue,
+  StateValue,
+} from "../../lib/datapath/layout.ts";
 
 /** Opens the maps of program `progId` by name (without the object prefix). */
 function mapsOf(progId: number): Map<string, BpfMap> {
@@ -42,7 +48,10 @@ export function attachedRuleCount(
     const defaultCounter = (policy.default_counter as number[])[dir];
     const base = defaultCounter - 2 * ruleCount - dir;
     const idx = rule < 0 ? defaultCounter : base + 2 * rule + dir;
-    return sumPerCpu(get("counters").lookupPerCpu(u32Key(idx)) ?? [])[0] ?? 0n;
+    const block = sumPerCpu(
+      get("counters").lookupPerCpu(u32Key(Math.floor(idx / COUNTERS_PER_BLOCK))) ?? [],
+    );
+    return block[(idx % COUNTERS_PER_BLOCK) * 2] ?? 0n;
   } finally {
     for (const m of maps.values()) m.close();
   }
