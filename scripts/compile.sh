@@ -36,7 +36,7 @@ deno task build:bpf
 
 log=$(mktemp /tmp/tinyfw-compile.XXXXXX.log)
 trap 'rm -f "$log"' EXIT
-if ! NO_COLOR=1 deno compile --allow-all --output "$out" main.ts >"$log" 2>&1; then
+if ! NO_COLOR=1 deno compile --allow-all --v8-flags=--max-semi-space-size=1 --output "$out" main.ts >"$log" 2>&1; then
   if grep -qE "denort|base binary|dl\.deno\.land" "$log"; then
     echo "compile: the denort base binary for Deno $deno_version could not be had (deno compile downloads it from dl.deno.land or takes DENORT_BIN); $how." >&2
   else

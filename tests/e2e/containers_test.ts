@@ -6,7 +6,15 @@
  */
 import assert from "node:assert/strict";
 import { AgentProcess } from "../helpers/agent_process.ts";
-import { type Box, cniBox, eventually, filtered, unfiltered, vethBox } from "../helpers/boxes.ts";
+import {
+  type Box,
+  cniBox,
+  eventually,
+  filtered,
+  peerXdpName,
+  unfiltered,
+  vethBox,
+} from "../helpers/boxes.ts";
 import { createCniNetwork, deleteCniNetwork } from "../helpers/cni.ts";
 import { withContainerd } from "../helpers/containerd.ts";
 import { reach, startServer } from "../helpers/topology.ts";
@@ -262,3 +270,56 @@ async function reachHost(box: Box, port: number): Promise<boolean> {
     .output();
   return out.code === 0;
 }
+
+Deno.test("cmode: --namespace follows only the namespaces named", async () => {
+  await withContainerd(async (cd) => {
+    const net = await createCniNetwork();
+    const boxes: Box[] = [];
+    const agent = AgentProcess.start([
+      "--cmode",
+      "--containerd-socket",
+      cd.socket,
+      "--namespace",
+      "k8s.io",
+    ]);
+    try {
+      await agent.waitFor(/containerd resync/);
+      const followed = await cniBox(cd, net, { namespace: "k8s.io" });
+      boxes.push(followed);
+      const ignored = await cniBox(cd, net, { namespace: "default" });
+      boxes.push(ignored);
+      assert.ok(await eventually(() => filtered(followed)), agent.log);
+      await agent.waitForCount(/filtering container k8s\.io\//g, 1);
+      // The ignored container's veth was filtered as unclaimed (with the fallback) when it
+      // appeared; no task of a followed namespace claims it, so its own end never is.
+      assert.equal(peerXdpName(ignored), "", agent.log);
+      assert.equal(agent.count(/filtering container default\//g), 0);
+    } finally {
+      const code = await agent.stop();
+      await removeAll(boxes);
+      await deleteCniNetwork(net);
+      assert.equal(code, 0, agent.log);
+    }
+  });
+});
+
+Deno.test("cmode: containerd absent at start: the agent says so once, keeps retrying, and connects when it comes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tinyfw-nocd-" });
+  const socket = `${dir}/containerd.sock`;
+  const agent = AgentProcess.start(["--cmode", "--containerd-socket", socket]);
+  try {
+    await agent.waitFor(/containerd at \S+ is unreachable \(containerd is not reachable at/);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(agent.count(/is unreachable/g), 1, "repeated failures are not logged at info");
+    await withContainerd(async (cd) => {
+      // The private containerd listens elsewhere: point our path at it.
+      await Deno.symlink(cd.socket, socket);
+      await agent.waitFor(/connected to containerd/, 15_000);
+      await agent.waitFor(/containerd resync: 0 tasks/);
+      assert.equal(await agent.stop(), 0, agent.log);
+    });
+  } finally {
+    await agent.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -24,7 +24,16 @@ export class AgentProcess {
 
   /** Starts `main.ts ARGS` (inside `ns` when given). */
   static start(args: readonly string[], ns?: Netns): AgentProcess {
-    const argv = [Deno.execPath(), "run", "--allow-all", "--quiet", `${ROOT}main.ts`, ...args];
+    // As `deno task start` runs it (deno.json): a small young generation keeps RSS down.
+    const argv = [
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      "--quiet",
+      "--v8-flags=--max-semi-space-size=1",
+      `${ROOT}main.ts`,
+      ...args,
+    ];
     const cmd = ns ? ["nsenter", `--net=${ns.path}`, ...argv] : argv;
     const child = new Deno.Command(cmd[0], {
       args: cmd.slice(1),
