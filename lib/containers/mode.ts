@@ -95,7 +95,9 @@ export class ContainersMode {
       { socket: opts.socket, namespaces: [...opts.namespaces] },
       {
         onSnapshot: (tasks) => this.#enqueue(() => this.#reconcile(tasks)),
-        onEvent: (e) => this.#enqueue(() => this.#onEvent(e)),
+        // An event that cannot be handled (containerd did not answer a call about it)
+        // goes back to the watcher, which reconnects and resyncs: nothing is left unfiltered.
+        onEvent: (e) => this.#enqueue(() => this.#onEvent(e), { rethrow: true }),
         onState: (state, detail) => this.#onState(state, detail),
       },
     );
@@ -127,20 +129,24 @@ export class ContainersMode {
     return this.#veths.size;
   }
 
-  /** Runs `fn` after everything queued before it; errors are logged, never thrown. */
-  #enqueue(fn: () => void | Promise<void>): Promise<void> {
+  /**
+   * Runs `fn` after everything queued before it. Errors are logged; with
+   * `rethrow` the returned promise rejects with them too (the queue goes on).
+   */
+  #enqueue(fn: () => void | Promise<void>, opts: { rethrow?: boolean } = {}): Promise<void> {
     this.#pending++;
     const next = this.#queue.then(async () => {
       try {
         if (!this.#stopped) await fn();
       } catch (e) {
         this.#log.error("containers mode: {error}", { error: errorText(e) });
+        if (opts.rethrow) throw e;
       } finally {
         this.#pending--;
         this.#scheduleRefill();
       }
     });
-    this.#queue = next;
+    this.#queue = next.catch(() => {});
     return next;
   }
 
@@ -207,7 +213,18 @@ export class ContainersMode {
     let added = 0;
     for (const t of tasks) {
       const key = taskKey(t.namespace, t.containerId);
-      if (this.#table.netnsOf(key) !== undefined || this.#hostTasks.has(key)) continue;
+      if (this.#hostTasks.has(key)) continue;
+      const known = this.#table.task(key);
+      if (known?.pid === t.pid) continue;
+      if (known && this.#sameNetns(key, t.pid)) {
+        // Same container, new task (restarted while we were away), same namespace.
+        this.#table.add(t, this.#table.netnsOf(key)!);
+        continue;
+      }
+      if (known) {
+        this.#taskGone(key, "its task was replaced");
+        released++;
+      }
       this.#taskArrived(t, null);
       added++;
     }
@@ -216,6 +233,17 @@ export class ContainersMode {
         "({added} new, {released} released)",
       { tasks: tasks.length, workloads: this.#veths.size, added, released },
     );
+  }
+
+  /** Whether process `pid` runs in the namespace task `key` was recorded in. */
+  #sameNetns(key: string, pid: number): boolean {
+    try {
+      const ns = NetnsHandle.ofPid(pid);
+      ns.close();
+      return ns.id === this.#table.netnsOf(key);
+    } catch {
+      return false;
+    }
   }
 
   async #onEvent(e: ContainerdEvent): Promise<void> {
@@ -297,7 +325,14 @@ export class ContainersMode {
       this.#reselect(workload.netns);
       return;
     }
-    const f = this.#veths.filter(workload, ns);
+    let f;
+    try {
+      f = this.#veths.filter(workload, ns);
+    } catch (e) {
+      this.#table.remove(key);
+      if (!this.#veths.release(ns.id)) ns.close();
+      throw e;
+    }
     const t = identityTask(workload)!;
     const sides = [...f.pairs.values()];
     const latency = event ? this.#recordLatency(event, task) : undefined;

@@ -77,6 +77,12 @@ export class WorkloadTable {
     return this.#netnsOfTask.get(key);
   }
 
+  /** Task `key`, if recorded. */
+  task(key: string): Task | undefined {
+    const netns = this.#netnsOfTask.get(key);
+    return netns === undefined ? undefined : this.#byNetns.get(netns)?.tasks.get(key);
+  }
+
   /** Every workload. */
   all(): Workload[] {
     return [...this.#byNetns.values()];

@@ -434,7 +434,9 @@ Deno.test("cmode: containerd killed and restarted while containers come and go: 
         assert.equal(await host.reach(a, 9000), true, "A: 9000 still allowed, containerd down");
         // The retries back off: once the next one is 3.2 s away, there is
         // time to change containers behind the agent's back: B stops, R's
-        // container is replaced by R2 in the same namespace, C and D start.
+        // container is replaced by R2 in the same namespace, C and D start,
+        // and A's task is replaced by a new one of the same container (same
+        // id, same namespace, new pid): A must stay filtered, not be released.
         await waitForRetryOf(agent, 3200);
         assert.ok(
           [a, b, r].every(filtered),
@@ -447,7 +449,12 @@ Deno.test("cmode: containerd killed and restarted while containers come and go: 
         const t0 = performance.now();
         await cd.restart();
         const [bId, rId] = [b.container!.id, r.container!.id];
+        const aPid = await a.container!.pid();
         await Promise.all([
+          (async () => {
+            await cd.ctr("default", "task", "delete", "--force", a.container!.id);
+            await cd.ctr("default", "task", "start", "-d", "--null-io", a.container!.id);
+          })(),
           b.container!.stop(),
           r.container!.stop().then(() => startIn(cd, r, { namespace: "default" })),
           startIn(cd, c, { namespace: "default" }),
@@ -470,6 +477,8 @@ Deno.test("cmode: containerd killed and restarted while containers come and go: 
           `A, R, C, D filtered:\n${tail(agent)}`,
         );
         assert.ok(await eventually(() => unfiltered(b)), `B released:\n${tail(agent)}`);
+        assert.notEqual(await a.container!.pid(), aPid, "A runs a new task");
+        assert.doesNotMatch(agent.log, new RegExp(`released default/${a.container!.id}`));
         for (const id of [`k8s\\.io/${bId}`, `default/${rId}`]) {
           assert.match(
             agent.log,
