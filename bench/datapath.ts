@@ -109,6 +109,10 @@ async function main(): Promise<void> {
   try {
     const veth = await createVethPair({ prefix: "tfwb", hostNetns: ns });
     const xfId = await loadXdpFilter(ns, veth.host);
+    // xdp-filter pins its maps in the host's bpffs (/sys/fs/bpf/xdp-filter): unloading removes them.
+    cleanups.push(async () => {
+      await ns.exec(["xdp-filter", "unload", veth.host], { allowFailure: true });
+    });
     const xf = openProgram(xfId);
     cleanups.push(() => xf.close());
     add("xdp-filter, 1 port rule", "tcp :80", xf.fd, tcp80, 1);
