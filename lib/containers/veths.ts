@@ -34,6 +34,14 @@ import {
 import { type AttachedSide, attachSide, detachSide, InstancePool } from "./side.ts";
 import { describeWorkload, identityOf, type Workload } from "./workloads.ts";
 
+/**
+ * The XDP mode `--xdp-mode auto` picks for containers' veths: generic. Native
+ * XDP on a veth turns off GSO/TSO on its peer (the program is not
+ * frags-aware), and TCP through a filtered pair fell from ~12 to ~3.4 Gbit/s
+ * here, where generic mode keeps ~91% (bench/veth_throughput.ts).
+ */
+export const VETH_AUTO_MODE: XdpMode = "generic";
+
 /** A selected policy and the slot it is installed in. */
 export interface SlotSelection {
   readonly policy: Policy;
@@ -49,6 +57,7 @@ export interface VethAttachmentsOptions {
   readonly slots: PolicySlots;
   /** The first attach id containers may use (lower ones are the host interfaces'). */
   readonly firstAttachId: number;
+  /** `auto` means generic here (see {@link VETH_AUTO_MODE}). */
   readonly xdpMode: "auto" | XdpMode;
   readonly log: Logger;
   readonly select: Selector;
@@ -218,7 +227,8 @@ export class VethAttachments {
     const prog = this.#pool.take();
     try {
       this.#o.slots.configureAttachment(prog.attachId, slot, dir, { learn: true });
-      const side = attachSide(prog, ifindex, this.#o.xdpMode, nsFd);
+      const mode = this.#o.xdpMode === "auto" ? VETH_AUTO_MODE : this.#o.xdpMode;
+      const side = attachSide(prog, ifindex, mode, nsFd);
       this.#log.debug("program {id} (attachment {attach}) on ifindex {ifindex} {where}, {mode}", {
         id: prog.id,
         attach: prog.attachId,
