@@ -108,7 +108,7 @@ async function main(): Promise<void> {
       }
       const spawned = performance.now();
       agent = AgentProcess.start(args);
-      await eventually(() => boxes.every(filtered), 20_000);
+      await eventually(() => boxes.every((b) => filtered(b)), 20_000);
       const preexistingMs = Math.round(performance.now() - spawned);
       await agent.waitFor(/containerd resync/);
       await new Promise((r) => setTimeout(r, 1000));

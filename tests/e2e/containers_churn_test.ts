@@ -23,12 +23,15 @@ import {
   type Box,
   type BoxSpec,
   eventually,
-  hostXdpName,
-  peerXdpName,
+  filtered,
+  removeAll,
   startIn,
+  unfiltered,
+  vethBox,
+  withPolicyFile,
 } from "../helpers/boxes.ts";
 import { type PrivateContainerd, withContainerd } from "../helpers/containerd.ts";
-import { createVethPair, Netns, run } from "../helpers/netns.ts";
+import { Netns, run } from "../helpers/netns.ts";
 import { reach, startServer } from "../helpers/topology.ts";
 
 const PIN_DIR = "/sys/fs/bpf/tinyfw";
@@ -42,23 +45,6 @@ const POLICY = `policies:
         protocol: tcp
         ports: [23]
 `;
-
-async function withPolicy<T>(text: string, fn: (file: string) => Promise<T>): Promise<T> {
-  const dir = await Deno.makeTempDir({ prefix: "tinyfw-churn-" });
-  try {
-    await Deno.writeTextFile(`${dir}/policy.yaml`, text);
-    return await fn(`${dir}/policy.yaml`);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/** Removes boxes, newest first, whatever happened (the namespace at least, if containerd is down). */
-async function removeAll(boxes: Box[]): Promise<void> {
-  for (const b of boxes.splice(0).reverse()) {
-    await b.remove().catch(() => b.ns.delete().catch(() => {}));
-  }
-}
 
 /** The test's stand-in for the host's network namespace, where the agent runs. */
 class Host {
@@ -78,48 +64,16 @@ class Host {
     return AgentProcess.start(args, this.ns);
   }
 
-  /**
-   * A namespace joined to this one by a plain veth pair (10.81.N.1 here,
-   * 10.81.N.2 there), and a container in it (unless `spec.noContainer`).
-   */
-  async box(cd: PrivateContainerd, spec: BoxSpec): Promise<Box> {
-    const n = (this.#count++ % 250) + 1;
-    const ns = await Netns.create("tfwq");
-    try {
-      const veth = await createVethPair({
-        prefix: "tfwq",
-        hostNetns: this.ns,
-        peerNetns: ns,
-        hostAddrs: [`10.81.${n}.1/30`],
-        peerAddrs: [`10.81.${n}.2/30`],
-      });
-      const box: Box = {
-        ns,
-        ip4: `10.81.${n}.2`,
-        hostIp4: `10.81.${n}.1`,
-        hostVeth: veth.host,
-        peer: veth.peer,
-        async remove() {
-          await box.container?.stop();
-          await ns.delete();
-        },
-      };
-      if (!spec.noContainer) await startIn(cd, box, spec);
-      return box;
-    } catch (e) {
-      await ns.delete();
-      throw e;
-    }
+  /** A box whose veth's host end is in this namespace (see vethBox). */
+  box(cd: PrivateContainerd, spec: BoxSpec): Promise<Box> {
+    return vethBox(cd, spec, this.ns);
   }
 
   /** Whether tinyfw filters both ends of the box's veth. */
-  filtered = (box: Box): boolean =>
-    this.ns.enter(() => hostXdpName(box.hostVeth)) === PROGRAM_NAME &&
-    peerXdpName(box) === PROGRAM_NAME;
+  filtered = (box: Box): boolean => filtered(box, this.ns);
 
   /** Whether neither end of the box's veth has an XDP program. */
-  unfiltered = (box: Box): boolean =>
-    this.ns.enter(() => hostXdpName(box.hostVeth)) === "" && peerXdpName(box) === "";
+  unfiltered = (box: Box): boolean => unfiltered(box, this.ns);
 
   /** Whether a TCP connection from here into the box succeeds. */
   reach(box: Box, port: number): Promise<boolean> {
@@ -393,7 +347,7 @@ const RESYNC = /containerd resync: /g;
 
 Deno.test("cmode: containerd killed and restarted while containers come and go: after reconnect every running container is filtered, every stopped one released", async () => {
   await withContainerd(async (cd) => {
-    await withPolicy(POLICY, async (file) => {
+    await withPolicyFile(POLICY, async (file) => {
       const boxes: Box[] = [];
       const host = await Host.create();
       // At debug level: every failed attempt is logged with its retry delay.

@@ -72,13 +72,18 @@ export async function cniBox(
 
 let plainCount = 0;
 
-/** A namespace joined to the host by a plain veth pair (10.81.N.1 here, 10.81.N.2 there), and a container. */
-export async function vethBox(cd: PrivateContainerd, spec: BoxSpec): Promise<Box> {
+/**
+ * A namespace joined to the host by a plain veth pair (10.81.N.1 on the host
+ * end, 10.81.N.2 in the box), and a container in it. `host`: a namespace that
+ * stands in for the host's (the veth's host end goes there); default: ours.
+ */
+export async function vethBox(cd: PrivateContainerd, spec: BoxSpec, host?: Netns): Promise<Box> {
   const n = (plainCount++ % 250) + 1;
   const ns = await Netns.create("tfwv");
   try {
     const veth = await createVethPair({
       prefix: "tfwv",
+      hostNetns: host,
       peerNetns: ns,
       hostAddrs: [`10.81.${n}.1/30`],
       peerAddrs: [`10.81.${n}.2/30`],
@@ -131,14 +136,37 @@ export function peerXdpName(box: Box): string {
   return id ? progInfo({ id }).name : "";
 }
 
-/** Whether tinyfw filters both ends of the box's veth. */
-export function filtered(box: Box): boolean {
-  return hostXdpName(box.hostVeth) === PROGRAM_NAME && peerXdpName(box) === PROGRAM_NAME;
+/** Whether tinyfw filters both ends of the box's veth (its host end in `host`, default ours). */
+export function filtered(box: Box, host?: Netns): boolean {
+  const hostName = host ? host.enter(() => hostXdpName(box.hostVeth)) : hostXdpName(box.hostVeth);
+  return hostName === PROGRAM_NAME && peerXdpName(box) === PROGRAM_NAME;
 }
 
-/** Whether neither end of the box's veth has an XDP program. */
-export function unfiltered(box: Box): boolean {
-  return hostXdpName(box.hostVeth) === "" && peerXdpName(box) === "";
+/** Whether neither end of the box's veth has an XDP program (its host end in `host`, default ours). */
+export function unfiltered(box: Box, host?: Netns): boolean {
+  const hostName = host ? host.enter(() => hostXdpName(box.hostVeth)) : hostXdpName(box.hostVeth);
+  return hostName === "" && peerXdpName(box) === "";
+}
+
+/** Removes boxes, newest first, whatever happened (the namespace at least, if containerd is down). */
+export async function removeAll(boxes: Box[]): Promise<void> {
+  for (const b of boxes.splice(0).reverse()) {
+    await b.remove().catch(() => b.ns.delete().catch(() => {}));
+  }
+}
+
+/** Runs `fn` with a policy file holding `text`, removed afterwards. */
+export async function withPolicyFile<T>(
+  text: string,
+  fn: (file: string) => Promise<T>,
+): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "tinyfw-policy-" });
+  try {
+    await Deno.writeTextFile(`${dir}/policy.yaml`, text);
+    return await fn(`${dir}/policy.yaml`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 /** Polls `cond` every 20 ms until it holds; false after `timeoutMs`. */
