@@ -140,8 +140,10 @@ Deno.test("cmode: labels select each container's policy, enforced into and out o
       assert.equal(await reach(from.ns, "tcp", host, port), want, why);
     }
     // The plain veth's container, from and to the host end of its veth.
-    assert.equal(await reachHost(plain, 9000), true, "plain: 9000 in");
-    assert.equal(await reachHost(plain, 23), false, "plain: telnet in denied");
+    assert.equal(await reachHost(plain.ip4, 9000), true, "plain: 9000 in");
+    assert.equal(await reachHost(plain.ip4, 23), false, "plain: telnet in denied");
+    assert.equal(await reachHost(plain.ip6!, 9000), true, "plain: 9000 in, IPv6");
+    assert.equal(await reachHost(plain.ip6!, 23), false, "plain: telnet in denied, IPv6");
 
     for (const b of boxes) await b.container!.stop();
     for (const b of boxes) {
@@ -247,15 +249,15 @@ Deno.test("cmode: containers running before the agent starts are filtered at its
   });
 });
 
-/** A TCP connection from the host into the plain box (its veth's host end is ours). */
-async function reachHost(box: Box, port: number): Promise<boolean> {
+/** A TCP connection from here (the host) to `address` (a plain box: its veth's host end is ours). */
+async function reachHost(address: string, port: number): Promise<boolean> {
   const args = [
     "run",
     "--allow-all",
     "--quiet",
     new URL("../helpers/netpeer.ts", import.meta.url).pathname,
     "tcp",
-    box.ip4,
+    address,
     String(port),
     "1500",
   ];

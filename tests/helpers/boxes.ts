@@ -16,6 +16,8 @@ import { xdpOf } from "./topology.ts";
 export interface Box {
   readonly ns: Netns;
   readonly ip4: string;
+  /** The box's IPv6 address, for the plain-veth kind. */
+  readonly ip6?: string;
   /** The host end of its veth (the name is the plugin's business: tests only use it to look). */
   readonly hostVeth: string;
   /** Its end's name inside the namespace. */
@@ -73,8 +75,9 @@ export async function cniBox(
 let plainCount = 0;
 
 /**
- * A namespace joined to the host by a plain veth pair (10.81.N.1 on the host
- * end, 10.81.N.2 in the box), and a container in it. `host`: a namespace that
+ * A namespace joined to the host by a plain veth pair (10.81.N.1 and
+ * fd81:N::1 on the host end, 10.81.N.2 and fd81:N::2 in the box), and a
+ * container in it. `host`: a namespace that
  * stands in for the host's (the veth's host end goes there); default: ours.
  */
 export async function vethBox(cd: PrivateContainerd, spec: BoxSpec, host?: Netns): Promise<Box> {
@@ -85,12 +88,13 @@ export async function vethBox(cd: PrivateContainerd, spec: BoxSpec, host?: Netns
       prefix: "tfwv",
       hostNetns: host,
       peerNetns: ns,
-      hostAddrs: [`10.81.${n}.1/30`],
-      peerAddrs: [`10.81.${n}.2/30`],
+      hostAddrs: [`10.81.${n}.1/30`, `fd81:${n}::1/64`],
+      peerAddrs: [`10.81.${n}.2/30`, `fd81:${n}::2/64`],
     });
     const box: Box = {
       ns,
       ip4: `10.81.${n}.2`,
+      ip6: `fd81:${n}::2`,
       hostIp4: `10.81.${n}.1`,
       hostVeth: veth.host,
       peer: veth.peer,
