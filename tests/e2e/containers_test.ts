@@ -64,6 +64,8 @@ interface Cmode {
   agent: AgentProcess;
   /** Boxes the test made: removed afterwards. */
   boxes: Box[];
+  /** The agent's policy file, when it has one. */
+  file?: string;
 }
 
 /**
@@ -89,7 +91,7 @@ async function withCmode(
       ]);
       try {
         await agent.waitFor(/containerd resync/);
-        await fn({ cd, net, agent, boxes });
+        await fn({ cd, net, agent, boxes, file });
       } finally {
         const code = await agent.stop();
         await removeAll(boxes);
@@ -300,4 +302,51 @@ Deno.test("cmode: containerd absent at start: the agent says so once, keeps retr
     await agent.stop();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("cmode: a policy reload switches every container to its newly selected policy at once", async () => {
+  const first = `policies:
+  - name: web
+    selector:
+      labels: { app: web }
+    defaultAction: deny
+    rules:
+      - name: http-in
+        action: allow
+        direction: ingress
+        protocol: tcp
+        ports: [8080]
+`;
+  // The same containers now select another policy, which lets 9000 in too.
+  const second = `policies:
+  - name: web-v2
+    selector:
+      labels: { app: web }
+    defaultAction: deny
+    rules:
+      - name: http-and-9000-in
+        action: allow
+        direction: ingress
+        protocol: tcp
+        ports: [8080, 9000]
+`;
+  await withCmode(first, [], async ({ cd, net, agent, boxes, file }) => {
+    const web = await cniBox(cd, net, { namespace: "default", labels: { app: "web" } });
+    boxes.push(web);
+    const client = await cniBox(cd, net, { namespace: "default" });
+    boxes.push(client);
+    assert.ok(await eventually(() => boxes.every((b) => filtered(b))), agent.log);
+    await startServer(web.ns, { tcp: [8080, 9000] });
+    assert.equal(await reach(client.ns, "tcp", web.ip4, 8080), true);
+    assert.equal(await reach(client.ns, "tcp", web.ip4, 9000), false);
+
+    await Deno.writeTextFile(`${file}.tmp`, second);
+    await Deno.rename(`${file}.tmp`, file!);
+    await agent.waitFor(/policy reloaded/);
+    assert.match(agent.log, /container default\/\S+ now uses policy web-v2 \(was web\)/);
+    assert.equal(await reach(client.ns, "tcp", web.ip4, 9000), true, "9000 in after reload");
+    assert.equal(await reach(client.ns, "tcp", web.ip4, 8080), true, "8080 still in");
+    // The label-less client went from the built-in default to the built-in default.
+    assert.doesNotMatch(agent.log, new RegExp(`${client.container!.id} now uses`));
+  });
 });
