@@ -379,6 +379,7 @@ export class ContainersMode {
 
   /** Detaches and frees everything kept for a workload, and closes its namespace. */
   #release(netns: NetnsId, lastTask: string, why: string): void {
+    const ifaces = [...this.#veths.get(netns)?.pairs.values() ?? []].map((p) => p.pair.hostName);
     const f = this.#veths.release(netns);
     if (!f) return;
     const [namespace, id] = splitKey(lastTask);
@@ -388,6 +389,7 @@ export class ContainersMode {
       namespace,
       why,
       policy: f.policy.name,
+      ifaces: ifaces.join(", ") || "none",
     });
   }
 
