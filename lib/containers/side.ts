@@ -9,7 +9,7 @@
  */
 
 import { BpfError } from "../ffi/errors.ts";
-import { inNetnsFd } from "../ffi/libc.ts";
+import { inNetnsFd, mallocTrim } from "../ffi/libc.ts";
 import {
   type Datapath,
   openProgram,
@@ -161,9 +161,11 @@ export class InstancePool {
     while (!this.full) this.#spare.push(this.#load());
   }
 
-  /** Loads one instance if fewer than `spare` are waiting. */
+  /** Loads one instance if fewer than `spare` are waiting; once full, trims the C heap. */
   refillOne(): void {
-    if (!this.full) this.#spare.push(this.#load());
+    if (this.full) return;
+    this.#spare.push(this.#load());
+    if (this.full) mallocTrim();
   }
 
   #load(): XdpProgram {

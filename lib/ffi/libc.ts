@@ -91,6 +91,7 @@ const SYMBOLS = {
   if_indextoname: { parameters: ["u32", "buffer"], result: "pointer" },
   statfs: { parameters: ["buffer", "buffer"], result: "i32" },
   flock: { parameters: ["i32", "i32"], result: "i32" },
+  malloc_trim: { parameters: ["usize"], result: "i32" },
 } as const;
 
 let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
@@ -332,6 +333,15 @@ export function close(fd: number): void {
 /** open(2) without O_CREAT (O_CLOEXEC is always added). */
 export function open(path: string, flags = O_RDONLY): number {
   return check(`open ${path}`, libc().open(cString(path), flags | O_CLOEXEC));
+}
+
+/**
+ * malloc_trim(3): gives the C heap's free memory back to the system. libbpf
+ * allocates and frees a copy of the ELF and its BTF for every program
+ * instance; glibc keeps what it freed unless asked.
+ */
+export function mallocTrim(): void {
+  libc().malloc_trim(0n);
 }
 
 /** flock(2) operations. */

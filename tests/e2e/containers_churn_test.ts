@@ -214,7 +214,7 @@ async function idleUsage(pid: number, attachMap: number): Promise<Usage> {
 
 // --- test 1 ------------------------------------------------------------------
 
-const CYCLES = 200;
+const CYCLES = Number(Deno.env.get("TINYFW_CHURN_CYCLES") ?? 200);
 const WARMUP = 10;
 const LANES = 2;
 
