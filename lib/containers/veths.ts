@@ -36,9 +36,9 @@ import { describeWorkload, identityOf, type Workload } from "./workloads.ts";
 
 /**
  * The XDP mode `--xdp-mode auto` picks for containers' veths: generic. Native
- * XDP on a veth turns off GSO/TSO on its peer (the program is not
- * frags-aware), and TCP through a filtered pair fell from ~12 to ~3.4 Gbit/s
- * here, where generic mode keeps ~91% (bench/veth_throughput.ts).
+ * XDP on a veth turns off GSO/TSO on its peer, and allowed TCP through a
+ * filtered pair fell to 0.28 of the unfiltered throughput here, where generic
+ * mode keeps 0.87 (bench/veth_throughput.ts, docs/BENCHMARKS.md).
  */
 export const VETH_AUTO_MODE: XdpMode = "generic";
 
