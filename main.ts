@@ -4,7 +4,7 @@
  */
 import { type Command, parseCommandLine, type RunCommand } from "./lib/cli.ts";
 import { ConfigError, describeError, EXIT_OK, exitCodeOf, RuntimeError } from "./lib/errors.ts";
-import { getLogger, setupLogging } from "./lib/log.ts";
+import { getLogger, type Logger, setupLogging } from "./lib/log.ts";
 import { requireBpfPrivileges } from "./lib/privileges.ts";
 import { Agent } from "./lib/agent.ts";
 import { lockNetns } from "./lib/agent_lock.ts";
@@ -69,6 +69,15 @@ async function run(cmd: RunCommand): Promise<number> {
   }
   requireBpfPrivileges();
   const lock = lockNetns();
+  try {
+    return await runLocked(cmd, log);
+  } finally {
+    lock.release();
+  }
+}
+
+/** `run` once this namespace's agent lock is held. */
+async function runLocked(cmd: RunCommand, log: Logger): Promise<number> {
   // Listen before anything is attached, so a signal during start-up still detaches.
   const stopSignal = new Promise<string>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) {
@@ -103,7 +112,6 @@ async function run(cmd: RunCommand): Promise<number> {
   watch?.close();
   await agent.idle();
   await agent.stop();
-  lock.release();
   return EXIT_OK;
 }
 

@@ -172,5 +172,7 @@ Deno.test("e2e: a second agent in the same network namespace exits 1 and changes
     const third = AgentProcess.start(["--iface", iface], server);
     await third.waitFor(/attached to/);
     assert.equal(await third.stop(), 0, third.log);
+    const lockFile = `/run/tinyfw/agent-netns-${Deno.statSync(server.path).ino}.lock`;
+    assert.throws(() => Deno.statSync(lockFile), Deno.errors.NotFound, "the lock file is removed");
   });
 });

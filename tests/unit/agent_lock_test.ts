@@ -13,8 +13,10 @@ Deno.test("agent lock: held once per network namespace, free again once released
     );
     first.release();
     first.release(); // idempotent
+    assert.throws(() => Deno.statSync(first.path), Deno.errors.NotFound, "removed on release");
     const again = lockNetns(dir);
     again.release();
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing left");
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
