@@ -25,14 +25,16 @@ import { attachTcEgress, detachTcEgress, type TcEgressAttachment } from "./datap
 import {
   Datapath,
   type LoadedProgram,
-  openProgram,
-  progInfo,
-  PROGRAM_NAME,
-  xdpAttach,
   xdpDetach,
   type XdpMode,
   type XdpProgram,
 } from "./datapath/object.ts";
+import {
+  attachProgram,
+  type AttachProgramOptions,
+  attemptedMode,
+  xdpOccupant,
+} from "./datapath/attach.ts";
 import { type InstalledPolicy, PolicySlots } from "./datapath/policy_slots.ts";
 import { DIR_INGRESS } from "./datapath/layout.ts";
 import { type CompiledPolicy, compilePolicy } from "./policy/compile.ts";
@@ -203,12 +205,33 @@ export class Agent {
     const policy = this.#now.byIface.get(link.name)!;
     this.#slots.configureAttachment(attachId, this.#now.installed.get(policy)!.slot, DIR_INGRESS);
     const prog = this.#dp.instance(attachId);
+    if (stale) {
+      this.#log.warn("replacing the tinyfw program (id {old}) an earlier run left on {iface}", {
+        iface: link.name,
+        old: stale.id,
+      });
+    }
+    const opts: AttachProgramOptions = {
+      want,
+      stale,
+      onNativeRefused: (e) =>
+        this.#log.info("native XDP is not available on {iface} ({reason}); using generic mode", {
+          iface: link.name,
+          reason: e.message,
+        }),
+    };
     let mode: XdpMode;
     try {
-      mode = stale ? this.#replace(link, prog, stale, want) : this.#attachNew(link, prog, want);
+      mode = attachProgram(link.index, prog.fd, opts);
     } catch (e) {
       prog.close();
-      throw e;
+      if (!(e instanceof BpfError)) throw e;
+      const tried = attemptedMode(opts);
+      throw new RuntimeError(
+        `Could not attach to ${link.name} in ${tried} mode: ${e.message}` +
+          (tried === "native" ? "; try --xdp-mode generic." : "."),
+        { cause: e },
+      );
     }
     // From here on, stop() detaches it.
     const attachment: Attachment = { iface: link.name, ifindex: link.index, attachId, mode, prog };
@@ -222,52 +245,6 @@ export class Agent {
       program_id: prog.id,
       policy: policy.name,
     });
-  }
-
-  #attachNew(link: Link, prog: XdpProgram, want: "auto" | XdpMode): XdpMode {
-    if (want !== "auto") {
-      attachOrExplain(link, prog, want);
-      return want;
-    }
-    try {
-      xdpAttach(link.index, prog.fd, { mode: "native" });
-      return "native";
-    } catch (e) {
-      if (!(e instanceof BpfError)) throw e;
-      this.#log.info("native XDP is not available on {iface} ({reason}); using generic mode", {
-        iface: link.name,
-        reason: e.message,
-      });
-    }
-    attachOrExplain(link, prog, "generic");
-    return "generic";
-  }
-
-  /** Replaces a tinyfw program left by an earlier run, without a moment unfiltered where possible. */
-  #replace(
-    link: Link,
-    prog: XdpProgram,
-    stale: { id: number; mode: XdpMode },
-    want: "auto" | XdpMode,
-  ): XdpMode {
-    const mode = want === "auto" ? stale.mode : want;
-    this.#log.warn("replacing the tinyfw program (id {old}) an earlier run left on {iface}", {
-      iface: link.name,
-      old: stale.id,
-    });
-    if (mode === stale.mode) {
-      const { fd: oldFd, close } = openProgram(stale.id);
-      try {
-        xdpAttach(link.index, prog.fd, { mode, replaceFd: oldFd });
-      } finally {
-        close();
-      }
-      return mode;
-    }
-    // A mode change cannot be one atomic replace: detach the old, attach the new.
-    xdpDetach(link.index, stale.mode);
-    attachOrExplain(link, prog, mode);
-    return mode;
   }
 
   /**
@@ -623,19 +600,12 @@ function checkInterfaces(names: readonly string[]): Target[] {
           `There is no network interface named "${name}" here; \`ip link\` lists the interfaces.`,
         );
       }
-      const id = link.xdp.progId || link.xdp.drvProgId || link.xdp.skbProgId ||
-        link.xdp.hwProgId;
-      if (!id) return { link };
-      const info = progInfo({ id });
-      const mode: XdpMode | null = link.xdp.mode === "native"
-        ? "native"
-        : link.xdp.mode === "generic"
-        ? "generic"
-        : null;
-      if (info.name === PROGRAM_NAME && mode) return { link, stale: { id, mode } };
+      const there = xdpOccupant(link.index);
+      if (there.kind === "none") return { link };
+      if (there.kind === "tinyfw") return { link, stale: { id: there.id, mode: there.mode } };
       throw new RuntimeError(
         `Interface ${name} already has an XDP program that tinyfw did not install ` +
-          `(id ${id}, name "${info.name}", ${link.xdp.mode} mode); tinyfw does not replace it: ` +
+          `(id ${there.id}, name "${there.name}", ${there.mode} mode); tinyfw does not replace it: ` +
           `remove it first (ip link set dev ${name} xdp off) or leave ${name} out.`,
       );
     });
@@ -655,18 +625,5 @@ function loadDatapath(): Datapath {
       );
     }
     throw e;
-  }
-}
-
-function attachOrExplain(link: Link, prog: XdpProgram, mode: XdpMode): void {
-  try {
-    xdpAttach(link.index, prog.fd, { mode });
-  } catch (e) {
-    if (!(e instanceof BpfError)) throw e;
-    throw new RuntimeError(
-      `Could not attach to ${link.name} in ${mode} mode: ${e.message}` +
-        (mode === "native" ? "; try --xdp-mode generic." : "."),
-      { cause: e },
-    );
   }
 }

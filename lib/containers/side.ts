@@ -10,17 +10,8 @@
 
 import { BpfError } from "../ffi/errors.ts";
 import { inNetnsFd, mallocTrim } from "../ffi/libc.ts";
-import {
-  type Datapath,
-  openProgram,
-  progInfo,
-  PROGRAM_NAME,
-  xdpAttach,
-  xdpDetach,
-  type XdpMode,
-  type XdpProgram,
-  xdpQuery,
-} from "../datapath/object.ts";
+import { type Datapath, xdpDetach, type XdpMode, type XdpProgram } from "../datapath/object.ts";
+import { attachProgram, xdpOccupant } from "../datapath/attach.ts";
 import type { PolicySlots } from "../datapath/policy_slots.ts";
 
 const ENODEV = 19;
@@ -53,37 +44,16 @@ export function attachSide(
   nsFd?: number,
 ): AttachedSide {
   const mode = within(nsFd, () => {
-    const q = xdpQuery(ifindex);
-    const present = q.progId || q.driverId || q.skbId;
-    if (present) {
-      const name = progInfo({ id: present }).name;
-      const stale = q.mode === "native" || q.mode === "generic" ? q.mode : null;
-      if (name !== PROGRAM_NAME || !stale) {
-        throw new Error(
-          `ifindex ${ifindex} already has an XDP program tinyfw did not install (id ${present}, ` +
-            `"${name}"); it is left alone`,
-        );
-      }
-      const old = openProgram(present);
-      try {
-        xdpAttach(ifindex, prog.fd, { mode: stale, replaceFd: old.fd });
-      } finally {
-        old.close();
-      }
-      return stale;
+    const there = xdpOccupant(ifindex);
+    if (there.kind === "foreign") {
+      throw new Error(
+        `ifindex ${ifindex} already has an XDP program tinyfw did not install (id ${there.id}, ` +
+          `"${there.name}"); it is left alone`,
+      );
     }
-    if (want !== "auto") {
-      xdpAttach(ifindex, prog.fd, { mode: want });
-      return want;
-    }
-    try {
-      xdpAttach(ifindex, prog.fd, { mode: "native" });
-      return "native" as const;
-    } catch (e) {
-      if (!(e instanceof BpfError)) throw e;
-      xdpAttach(ifindex, prog.fd, { mode: "generic" });
-      return "generic" as const;
-    }
+    // A left-over tinyfw program is replaced in its own mode, without a gap.
+    const stale = there.kind === "tinyfw" ? there : undefined;
+    return attachProgram(ifindex, prog.fd, { want: stale?.mode ?? want, stale });
   });
   return { prog, ifindex, mode, nsFd };
 }
