@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { gunzipSync } from "node:zlib";
 import protobuf from "protobufjs";
 import { protoRoot } from "../../lib/containerd/codec.ts";
+import { exitsAfterStop } from "../helpers/exit_check.ts";
 import {
   ContainerdClient,
   type ContainerdEvent,
@@ -21,11 +22,7 @@ import {
   type WatcherState,
   type WatcherStateDetail,
 } from "../../lib/containerd/mod.ts";
-import {
-  type ContainerHandle,
-  type PrivateContainerd,
-  withContainerd,
-} from "../helpers/containerd.ts";
+import { type ContainerHandle, withContainerd } from "../helpers/containerd.ts";
 
 const CONTAINERD_BIN = "/usr/bin/containerd";
 
@@ -613,82 +610,8 @@ Deno.test({
 // ---------------------------------------------------------------------------
 // Nothing left behind
 //
-// Deno's test sanitizers do not see grpc-js's sockets or Node-style timers, so:
-// a child process uses the client or watcher against this containerd, stops
-// it, prints "stopped", and must then exit by itself (it cannot while a
-// socket, a stream or a referenced timer is left).
-
-const LIB = new URL("../../lib/containerd/mod.ts", import.meta.url).href;
-const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
-
-const CHILD = `
-import { ContainerdClient, ContainerdWatcher } from "${LIB}";
-const [socket, mode] = Deno.args;
-if (mode === "watcher") {
-  let seen;
-  const snapshot = new Promise((r) => seen = r);
-  const w = new ContainerdWatcher({ socket }, { onSnapshot: () => seen(), onEvent() {}, onState() {} });
-  w.start();
-  await snapshot;
-  await w.stop();
-} else {
-  const c = ContainerdClient.connect(socket);
-  const s = c.subscribe({}, () => {});
-  for (const ns of await c.namespaces()) await c.listTasks(ns);
-  c.close();
-  await s.closed;
-}
-console.log("stopped");
-`;
-
-/** Runs the child; true if it exited by itself within 1.5 s of printing "stopped". */
-async function exitsAfterStop(cd: PrivateContainerd, mode: string): Promise<boolean> {
-  const script = `${cd.dir}/exit_check_${mode}.ts`;
-  await Deno.writeTextFile(script, CHILD);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-all",
-      "--no-check",
-      "--quiet",
-      "--config",
-      CONFIG,
-      script,
-      cd.socket,
-      mode,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = (ms: number) =>
-    new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), ms));
-  try {
-    const deadline = Date.now() + 20_000;
-    while (!out.includes("stopped\n")) {
-      const r = await Promise.race([reader.read(), timeout(deadline - Date.now())]);
-      clearTimeout(timer);
-      if (r === "timeout" || r.done) {
-        child.kill("SIGKILL");
-        throw new Error(`child (${mode}) did not finish its work: ${out}`);
-      }
-      out += r.value;
-    }
-    const rest = (async () => {
-      while (!(await reader.read()).done);
-    })();
-    const exited = await Promise.race([child.status.then(() => true), timeout(1500)]);
-    clearTimeout(timer);
-    if (exited !== true) child.kill("SIGKILL");
-    await rest;
-    await child.status;
-    return exited === true;
-  } finally {
-    clearTimeout(timer);
-  }
-}
+// Against this containerd, as tests/unit/containerd_watch_test.ts does against
+// a fake one (tests/helpers/exit_check.ts).
 
 Deno.test({
   name: "cleanup: after close()/stop() a process using the client or watcher exits by itself",
@@ -696,8 +619,8 @@ Deno.test({
   async fn() {
     await withContainerd(async (cd) => {
       await cd.run({ namespace: "default", cmd: SLEEP });
-      assert.equal(await exitsAfterStop(cd, "client"), true, "client");
-      assert.equal(await exitsAfterStop(cd, "watcher"), true, "watcher");
+      assert.equal(await exitsAfterStop(cd.socket, "client"), true, "client");
+      assert.equal(await exitsAfterStop(cd.socket, "watcher"), true, "watcher");
     });
   },
 });
