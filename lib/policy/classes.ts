@@ -66,7 +66,8 @@ export interface CidrsOfRules {
   rules: number[];
 }
 
-function mulberry32(seed: number): () => number {
+/** mulberry32: a small seeded PRNG of unsigned 32-bit words (also the tests' generators). */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

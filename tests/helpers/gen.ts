@@ -15,6 +15,7 @@
  * @module
  */
 
+import { mulberry32 as mulberry32Words } from "../../lib/policy/classes.ts";
 import { formatIp, makeCidr, parseCidr } from "../../lib/policy/cidr.ts";
 import {
   buildFrameDetailed,
@@ -33,16 +34,10 @@ import type {
   RuleDirection,
 } from "../../lib/policy/types.ts";
 
-/** mulberry32: a fast 32-bit seeded PRNG; returns floats in [0, 1). */
+/** mulberry32 (lib/policy/classes.ts) as floats in [0, 1). */
 export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const words = mulberry32Words(seed);
+  return () => words() / 4294967296;
 }
 
 /** A seeded random source with the helpers the generators need. */

@@ -4,6 +4,7 @@
  * kernel (6.18, x86-64, saved as hex below), and a fake transport.
  */
 
+import { mulberry32 } from "../helpers/gen.ts";
 import assert from "node:assert/strict";
 import {
   attributesByType,
@@ -568,17 +569,6 @@ Deno.test("RTM_GETNSID: requests by pid (as captured) and by fd; replies with an
 
 // ---------------------------------------------------------------- garbage
 
-/** A small deterministic PRNG (mulberry32), so failures reproduce. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Decodes every message of a datagram the way the client would. */
 function decodeEverything(datagram: Uint8Array): void {
   for (const m of decodeMessages(datagram)) {
@@ -614,7 +604,7 @@ Deno.test("garbage: truncated and corrupted kernel replies fail only with Netlin
     new DataView(bytes.buffer).setUint32(0, cut, true);
     attempt(bytes);
   }
-  const random = prng(0x7f1f);
+  const random = mulberry32(0x7f1f); // seeded, so failures reproduce
   for (let i = 0; i < 3000; i++) {
     const bytes = captures[i % captures.length].slice();
     const flips = 1 + Math.floor(random() * 8);
