@@ -32,13 +32,6 @@ export const XDP_FLAGS_DRV_MODE = 4;
 export const XDP_FLAGS_HW_MODE = 8;
 export const XDP_FLAGS_REPLACE = 16;
 
-/** `bpf_xdp_query_opts.attach_mode` values (XDP_ATTACHED_*). */
-export const XDP_ATTACHED_NONE = 0;
-export const XDP_ATTACHED_DRV = 1;
-export const XDP_ATTACHED_SKB = 2;
-export const XDP_ATTACHED_HW = 3;
-export const XDP_ATTACHED_MULTI = 4;
-
 /** Map types tinyfw cares about (enum bpf_map_type). */
 export const BPF_MAP_TYPE_HASH = 1;
 export const BPF_MAP_TYPE_ARRAY = 2;
@@ -669,7 +662,7 @@ export interface XdpQueryResult {
   drvProgId: number;
   hwProgId: number;
   skbProgId: number;
-  /** XDP_ATTACHED_*. */
+  /** XDP_ATTACHED_* (lib/netlink/constants.ts names them). */
   attachMode: number;
 }
 
