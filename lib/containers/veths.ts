@@ -107,11 +107,13 @@ export class VethAttachments {
   readonly #filtered = new Map<NetnsId, FilteredNetns>();
   readonly #unclaimed = new Map<number, Unclaimed>();
   /**
-   * Host ifindexes of the veths to other namespaces seen so far: only a veth
-   * not seen before is new (every change of a link, an XDP attach or detach
-   * included, is notified like a creation).
+   * The host's veths to other namespaces, by ifindex, as the last dump or
+   * notification described them: where a new workload's veths are looked up
+   * (no link dump per container), and what tells a new veth from a known one
+   * (every change of a link, an XDP attach or detach included, is notified
+   * like a creation).
    */
-  readonly #seenVeths = new Set<number>();
+  readonly #foreignVeths = new Map<number, Link>();
 
   constructor(opts: VethAttachmentsOptions) {
     this.#o = opts;
@@ -125,7 +127,9 @@ export class VethAttachments {
   /** Loads the spare instances and notes the veths that exist (found through their tasks, not as new). */
   start(): void {
     this.#pool.refill();
-    for (const l of this.#rtnl.listLinks()) if (isForeignVeth(l)) this.#seenVeths.add(l.index);
+    for (const l of this.#rtnl.listLinks()) {
+      if (isForeignVeth(l)) this.#foreignVeths.set(l.index, l);
+    }
   }
 
   /** The spare instances: whether the pool is full, and loading one more. */
@@ -164,7 +168,7 @@ export class VethAttachments {
       pairs: new Map(),
     };
     this.#filtered.set(ns.id, f);
-    for (const pair of vethPairsTo(this.#rtnl.listLinks(), f.nsid)) {
+    for (const pair of vethPairsTo([...this.#foreignVeths.values()], f.nsid)) {
       this.#attachPair(f, pair, selected.slot);
     }
     return f;
@@ -274,14 +278,14 @@ export class VethAttachments {
       return;
     }
     if (e.type === "del") {
-      this.#seenVeths.delete(e.link.index);
+      this.#foreignVeths.delete(e.link.index);
       this.#linkGone(e.link.index);
       return;
     }
-    if (isForeignVeth(e.link) && !this.#seenVeths.has(e.link.index)) {
-      this.#seenVeths.add(e.link.index);
-      this.#linkSeen(e.link);
-    }
+    if (!isForeignVeth(e.link)) return;
+    const known = this.#foreignVeths.has(e.link.index);
+    this.#foreignVeths.set(e.link.index, e.link);
+    if (!known) this.#linkSeen(e.link);
   }
 
   /** A host-side veth to another namespace appeared: filter it for its workload, or unclaimed. */
@@ -355,11 +359,14 @@ export class VethAttachments {
       ...[...this.#filtered.values()].flatMap((f) => [...f.pairs.keys()]),
     ];
     for (const index of known) if (!present.has(index)) this.#linkGone(index);
-    for (const index of this.#seenVeths) if (!present.has(index)) this.#seenVeths.delete(index);
+    for (const index of this.#foreignVeths.keys()) {
+      if (!present.has(index)) this.#foreignVeths.delete(index);
+    }
     for (const l of links) {
-      if (!isForeignVeth(l) || this.#seenVeths.has(l.index)) continue;
-      this.#seenVeths.add(l.index);
-      this.#linkSeen(l);
+      if (!isForeignVeth(l)) continue;
+      const known = this.#foreignVeths.has(l.index);
+      this.#foreignVeths.set(l.index, l);
+      if (!known) this.#linkSeen(l);
     }
   }
 
