@@ -10,25 +10,14 @@ import { Agent } from "./lib/agent.ts";
 import { lockNetns } from "./lib/agent_lock.ts";
 import { explain, formatExplanation } from "./lib/explain.ts";
 import { defaultPolicy, defaultPolicyYaml } from "./lib/policy/default.ts";
-import { formatDiagnostic, loadPolicyFile } from "./lib/policy/load.ts";
+import { loadPolicyFile, requireValid, type ValidFile } from "./lib/policy/load.ts";
 import { summarize } from "./lib/policy/summary.ts";
-import type { Policy, PolicySet } from "./lib/policy/types.ts";
-import type { CompiledPolicy } from "./lib/policy/compile.ts";
+import type { Policy } from "./lib/policy/types.ts";
 import { watchFile } from "./lib/watch.ts";
 
 /** Loads `file` for a one-shot command: warnings to stderr, errors thrown (exit 2). */
-function readPolicySet(file: string): { set: PolicySet; compiled?: CompiledPolicy[] } {
-  const result = loadPolicyFile(file);
-  for (const w of result.warnings) console.error(formatDiagnostic(w, file));
-  if (!result.ok) {
-    throw new ConfigError(
-      `${file} is not a valid policy file (${result.errors.length} error(s)).`,
-      {
-        details: result.errors.map((e) => formatDiagnostic(e, file)),
-      },
-    );
-  }
-  return { set: result.set, compiled: result.compiled };
+function readPolicySet(file: string): ValidFile {
+  return requireValid(loadPolicyFile(file), (line) => console.error(line));
 }
 
 /** The policy `explain` decides with: `--name`, the only one, or the built-in default. */

@@ -60,7 +60,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MAX_LPM_ENTRIES);
+	__uint(max_entries, MAX_ADDR_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct tfw_lpm_v4_key);
 	__type(value, struct tfw_class);
@@ -68,7 +68,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, MAX_LPM_ENTRIES);
+	__uint(max_entries, MAX_ADDR_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct tfw_lpm_v6_key);
 	__type(value, struct tfw_class);
@@ -76,7 +76,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_LPM_ENTRIES);
+	__uint(max_entries, MAX_ADDR_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct tfw_addr4_key);
 	__type(value, struct tfw_class);
@@ -84,7 +84,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_LPM_ENTRIES);
+	__uint(max_entries, MAX_ADDR_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct tfw_addr6_key);
 	__type(value, struct tfw_class);

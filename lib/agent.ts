@@ -39,7 +39,15 @@ import { type InstalledPolicy, PolicySlots } from "./datapath/policy_slots.ts";
 import { DIR_INGRESS } from "./datapath/layout.ts";
 import { type CompiledPolicy, compilePolicy } from "./policy/compile.ts";
 import { diffPolicy, formatDiff } from "./policy/diff.ts";
-import { formatDiagnostic, type LoadResult, parsePolicyText } from "./policy/load.ts";
+import {
+  formatDiagnostic,
+  loadPolicyFile,
+  type LoadResult,
+  parsePolicyText,
+  readPolicyFile,
+  requireValid,
+  type ValidFile,
+} from "./policy/load.ts";
 import {
   type ContainerIdentity,
   fallbackSelection,
@@ -144,8 +152,7 @@ export class Agent {
 
   /** Checks, loads, installs the policies and attaches to every interface, or changes nothing. */
   static async start(opts: AgentOptions): Promise<Agent> {
-    const text = opts.policyFile ? readText(opts.policyFile) : null;
-    const loaded = opts.policyFile ? validSet(opts.policyFile, text!, opts.log) : null;
+    const loaded = opts.policyFile ? validSet(opts.policyFile, opts.log) : null;
     const targets = checkInterfaces(opts.ifaces);
     const dp = loadDatapath();
     const slots = new PolicySlots(dp);
@@ -164,7 +171,7 @@ export class Agent {
       opts.log.warn("audit mode: nothing is dropped; what would be is counted and logged");
     }
     const agent = new Agent(opts, dp, slots, now);
-    agent.#loadedText = text;
+    agent.#loadedText = loaded?.text ?? null;
     try {
       targets.forEach((t, i) => agent.#attach(t, i + 1, opts.xdpMode));
       if (opts.containers) {
@@ -268,12 +275,14 @@ export class Agent {
     }
     const log = this.#log;
     const started = performance.now();
-    let text: string;
-    try {
-      text = readText(file);
-    } catch (e) {
-      return this.#rejected(reason, e instanceof Error ? e.message : String(e));
+    // The same reader as start-up and `tinyfw check`, in two steps so that an
+    // unchanged file costs no parse.
+    const read = readPolicyFile(file);
+    if (!read.ok) {
+      log.error("{diagnostic}", { diagnostic: formatDiagnostic(read.error, file) });
+      return this.#rejected(reason, read.error.message);
     }
+    const text = read.text;
     if (ifChanged && text === this.#loadedText) return true;
     const result: LoadResult = parsePolicyText(text, file);
     for (const w of result.warnings) {
@@ -509,37 +518,13 @@ function counterKey(policy: string, rule: string | null, dir: number): string {
   return `${policy}\u0000${rule ?? ""}\u0000${dir}`;
 }
 
-/** The text of the policy file, or a ConfigError saying why it cannot be read. */
-function readText(file: string): string {
-  try {
-    return Deno.readTextFileSync(file);
-  } catch (e) {
-    throw new ConfigError(
-      `Cannot read the policy file ${file}: ${e instanceof Error ? e.message : e}.`,
-      { cause: e },
-    );
-  }
-}
-
-/** A valid policy file: its policies and, in the same order, their compiled forms. */
-interface LoadedSet {
-  set: PolicySet;
-  compiled?: CompiledPolicy[];
-}
-
-/** Validates the policy file's text for start-up: warnings logged, errors thrown (exit 2). */
-function validSet(file: string, text: string, log: Logger): LoadedSet {
-  const result = parsePolicyText(text, file);
-  for (const w of result.warnings) {
-    log.warn("{diagnostic}", { diagnostic: formatDiagnostic(w, file) });
-  }
-  if (!result.ok) {
-    throw new ConfigError(
-      `The policy file ${file} is not valid (${result.errors.length} error(s)); nothing was attached.`,
-      { details: result.errors.map((e) => formatDiagnostic(e, file)) },
-    );
-  }
-  return { set: result.set, compiled: result.compiled };
+/** Loads the policy file for start-up: warnings logged, errors thrown (exit 2). */
+function validSet(file: string, log: Logger): ValidFile {
+  return requireValid(
+    loadPolicyFile(file),
+    (line) => log.warn("{diagnostic}", { diagnostic: line }),
+    "nothing was attached",
+  );
 }
 
 /**
@@ -548,7 +533,7 @@ function validSet(file: string, text: string, log: Logger): LoadedSet {
  */
 function enforce(
   slots: PolicySlots,
-  loaded: LoadedSet | null,
+  loaded: { set: PolicySet; compiled?: CompiledPolicy[] } | null,
   ifaces: readonly string[],
   log: Logger,
   opts: { containers: boolean },

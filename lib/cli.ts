@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import denoJson from "../deno.json" with { type: "json" };
 import { UsageError } from "./errors.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
+import { ifnameProblem, isNamespaceName } from "./policy/names.ts";
 
 /** tinyfw's version, from deno.json. */
 export const VERSION: string = denoJson.version;
@@ -547,7 +548,8 @@ export function parseCommandLine(args: readonly string[], options: ParseOptions 
     }
     const name = token.name as OptionName;
     if (name === "help") {
-      wantHelp = true;
+      if (token.value !== undefined) fail(`${raw} takes no value (got '${token.value}')`);
+      else wantHelp = true;
       continue;
     }
     if (!allowed.has(name)) {
@@ -592,7 +594,7 @@ export function parseCommandLine(args: readonly string[], options: ParseOptions 
   if (firstError) throw firstError;
   if (positionals.length > 0) {
     const p = positionals[0];
-    const hint = cmd === "run" && !p.startsWith("-") && isIfaceName(p)
+    const hint = cmd === "run" && !p.startsWith("-") && ifnameProblem(p) === undefined
       ? ` (to filter an interface, use --iface ${p})`
       : "";
     throw usage(`unexpected argument '${p}'${hint}`);
@@ -616,44 +618,47 @@ export function parseCommandLine(args: readonly string[], options: ParseOptions 
 
   switch (cmd) {
     case "run": {
+      // Every value is checked before what is missing, so a bad value is named
+      // even when --iface and --cmode are absent too.
       const ifaces = many("iface");
       for (const iface of ifaces) {
-        if (!isIfaceName(iface)) {
-          throw usage(
-            `--iface '${iface}' is not an interface name (1-15 characters, no '/', ':' or spaces)`,
-          );
-        }
-      }
-      const cmode = has("cmode");
-      if (ifaces.length === 0 && !cmode) {
-        throw usage("tinyfw run needs --iface NAME or --cmode (or both)");
+        const problem = ifnameProblem(iface);
+        if (problem) throw usage(`--iface '${iface}' is not an interface name: ${problem}`);
       }
       const namespaces = many("namespace");
       for (const ns of namespaces) {
         if (!isNamespaceName(ns)) {
           throw usage(
-            `--namespace '${ns}' is not a containerd namespace name (letters, digits, '.', '_', '-')`,
+            `--namespace '${ns}' is not a containerd namespace name (letters and digits joined ` +
+              "by '.', '_' or '-')",
           );
         }
       }
+      const xdpMode = choice("xdp-mode", XDP_MODES, "auto");
+      const metrics = one("metrics-addr");
+      const metricsAddr = metrics === undefined ? undefined : parseHostPort(metrics, usage);
+      const pin = pinPath(one("pin-path"), usage);
       let socket = one("containerd-socket");
+      socket = socket?.replace(/^unix:\/\//, "");
+      if (socket === "") throw usage("--containerd-socket needs a path");
+      const cmode = has("cmode");
       if (!cmode && (socket !== undefined || namespaces.length > 0)) {
         const flag = socket !== undefined ? "--containerd-socket" : "--namespace";
         throw usage(`${flag} only applies with --cmode; add --cmode or drop ${flag}`);
       }
-      socket = socket?.replace(/^unix:\/\//, "") ?? DEFAULT_CONTAINERD_SOCKET;
-      if (socket === "") throw usage("--containerd-socket needs a path");
-      const metrics = one("metrics-addr");
+      if (ifaces.length === 0 && !cmode) {
+        throw usage("tinyfw run needs --iface NAME or --cmode (or both)");
+      }
       const command: RunCommand = {
         cmd: "run",
         ifaces,
         cmode,
         policy: one("policy"),
-        xdpMode: choice("xdp-mode", XDP_MODES, "auto"),
-        containerdSocket: socket,
+        xdpMode,
+        containerdSocket: socket ?? DEFAULT_CONTAINERD_SOCKET,
         namespaces,
-        metricsAddr: metrics === undefined ? undefined : parseHostPort(metrics, usage),
-        pinPath: pinPath(one("pin-path"), usage),
+        metricsAddr,
+        pinPath: pin,
         keepOnExit: has("keep-on-exit"),
         audit: has("audit"),
         ...log,
@@ -873,17 +878,6 @@ function isIPv6(text: string): boolean {
   }
   if (!all.every((g) => /^[0-9A-Fa-f]{1,4}$/.test(g))) return false;
   return halves.length === 2 ? count <= 7 : count === 8;
-}
-
-/** A Linux interface name: 1-15 bytes, no '/', ':' or whitespace, not "." or "..". */
-function isIfaceName(name: string): boolean {
-  return /^[^\s/:]{1,15}$/.test(name) && name !== "." && name !== ".." &&
-    new TextEncoder().encode(name).length <= 15;
-}
-
-/** containerd's namespace name rule (identifiers.Validate). */
-function isNamespaceName(name: string): boolean {
-  return name.length <= 76 && /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/.test(name);
 }
 
 function isHostname(name: string): boolean {

@@ -18,6 +18,7 @@ import {
 } from "./datapath/layout.ts";
 import { type CompiledPolicy, compilePolicy } from "./policy/compile.ts";
 import { buildFrame, type FrameSpec } from "./policy/build.ts";
+import { formatEndpoint } from "./policy/cidr.ts";
 import type { Policy } from "./policy/types.ts";
 import type { ExplainCommand } from "./cli.ts";
 
@@ -161,7 +162,9 @@ export function explain(cmd: ExplainQuery, policy: Policy): Explanation {
 /** The human-readable form of an explanation. */
 export function formatExplanation(e: Explanation): string {
   const p = e.packet;
-  const ports = p.dport !== undefined ? ` ${p.src}:${p.sport} -> ${p.dst}:${p.dport}` : "";
+  const ports = p.dport !== undefined
+    ? ` ${formatEndpoint(p.src, p.sport)} -> ${formatEndpoint(p.dst, p.dport)}`
+    : "";
   const icmp = p.icmpType !== undefined
     ? ` ${p.src} -> ${p.dst} type ${p.icmpType} code ${p.icmpCode}`
     : "";

@@ -18,7 +18,7 @@
 
 import { RingBuffer } from "../ffi/libbpf.ts";
 import { waitReadable } from "../ffi/libc.ts";
-import { formatIp } from "../policy/cidr.ts";
+import { formatEndpoint, formatIp } from "../policy/cidr.ts";
 import {
   CpuStateValue,
   decode,
@@ -117,9 +117,7 @@ export function decodeDropEvent(record: Uint8Array): DropEvent {
 
 /** One line for a log: `drop ingress tcp 192.0.2.1:40000 -> 198.51.100.1:80 (60 bytes)`. */
 export function formatDropEvent(e: DropEvent): string {
-  const at = (addr: string, port?: number) =>
-    port === undefined ? addr : e.family === 6 ? `[${addr}]:${port}` : `${addr}:${port}`;
-  let what = `${e.protocol} ${at(e.src, e.sport)} -> ${at(e.dst, e.dport)}`;
+  let what = `${e.protocol} ${formatEndpoint(e.src, e.sport)} -> ${formatEndpoint(e.dst, e.dport)}`;
   if (e.icmpType !== undefined) {
     what += ` type ${e.icmpType} code ${e.icmpCode}`;
     if (e.echoId !== undefined) what += ` id ${e.echoId}`;

@@ -291,8 +291,23 @@ export const MAX_COUNTERS = 1 << 19;
  */
 export const COUNTERS_PER_BLOCK = 8;
 export const MAX_COUNTER_BLOCKS = MAX_COUNTERS / COUNTERS_PER_BLOCK;
-export const MAX_RULE_ENTRIES = 1 << 21;
-export const MAX_LPM_ENTRIES = 1 << 20;
+/**
+ * The capacity contract (docs/POLICY.md, "Limits"): the compiled entries one
+ * policy file may use, all its policies and both directions together. A
+ * reload writes the new file's entries beside the old one's before the
+ * switch, so every map is sized for two files at these limits at once, plus
+ * a reserve for the built-in default policy (installed beside a file that
+ * has no fallback). The compiler refuses a file past its share
+ * (`lib/policy/budget.ts`), so a map can only fill up past this contract.
+ */
+export const FILE_MAX_ADDR_ENTRIES = 500_000; // per family: twice MAX_CIDRS (both directions)
+export const FILE_MAX_RULE_ENTRIES = 1_000_000;
+export const FILE_MAX_LPM_ENTRIES = 500_000;
+export const MAP_RESERVE = 4096;
+/** `lpm_v4`, `lpm_v6`, `addr4_hash`, `addr6_hash`: each address entry goes to a trie or a hash. */
+export const MAX_ADDR_ENTRIES = 2 * FILE_MAX_ADDR_ENTRIES + MAP_RESERVE;
+export const MAX_RULE_ENTRIES = 2 * FILE_MAX_RULE_ENTRIES + MAP_RESERVE;
+export const MAX_LPM_ENTRIES = 2 * FILE_MAX_LPM_ENTRIES + MAP_RESERVE;
 
 /** Index of a PROTO_* class in the `exact_protos` / `any_protos` bitmasks. */
 export const PROTO_INDEX: Readonly<Record<number, number>> = {
@@ -364,6 +379,7 @@ export const CONSTANTS: Record<string, number> = {
   MAX_COUNTERS,
   COUNTERS_PER_BLOCK,
   MAX_COUNTER_BLOCKS,
+  MAX_ADDR_ENTRIES,
   MAX_RULE_ENTRIES,
   MAX_LPM_ENTRIES,
   PIDX_TCP: PROTO_INDEX[PROTO_TCP],

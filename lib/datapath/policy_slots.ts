@@ -31,6 +31,7 @@ import {
 } from "./entries.ts";
 import { type BpfMap, type Datapath, sumPerCpu, u32Key } from "./object.ts";
 import { RangeAllocator } from "./ranges.ts";
+import { BpfError, E2BIG, ENOSPC } from "../ffi/errors.ts";
 
 /** A compiled policy written into the data plane. */
 export interface InstalledPolicy {
@@ -301,5 +302,27 @@ function keyOnly(m: MapEntries): MapEntries {
 }
 
 function write(map: BpfMap, e: { keys: Uint8Array; values: Uint8Array; count: number }): void {
-  map.updateBatch(e.keys, e.values, e.count);
+  try {
+    map.updateBatch(e.keys, e.values, e.count);
+  } catch (err) {
+    if (err instanceof BpfError && (err.errno === E2BIG || err.errno === ENOSPC)) {
+      throw new MapFullError(map.name, map.maxEntries, e.count);
+    }
+    throw err;
+  }
+}
+
+/**
+ * A map of the data plane is full. The compiler keeps every policy file
+ * within its share of each map (docs/POLICY.md, "Limits"), so this only
+ * happens past that contract (e.g. policies installed by a test directly).
+ */
+export class MapFullError extends Error {
+  constructor(readonly map: string, readonly capacity: number, readonly wanted: number) {
+    super(
+      `the ${map} map is full: it holds ${capacity.toLocaleString("en-US")} entries, and ` +
+        `${wanted.toLocaleString("en-US")} more did not fit beside those in use`,
+    );
+    this.name = "MapFullError";
+  }
 }

@@ -1,27 +1,31 @@
 /**
  * The compile step of loading: compiles every policy of a valid set
- * (`compilePolicy`), reports a policy that does not fit the data plane's
- * maps as an error, and warns about rules that can never decide a packet.
+ * (`compilePolicy`) within one file's share of the data plane's maps
+ * (`budget.ts`), reports what does not fit as an error, and warns about
+ * rules that can never decide a packet.
  *
  * A rule is shadowed when no compiled entry names it: for every packet it
  * matches, an earlier rule of the policy matches first. This is exact for
  * any combination of earlier rules (it is what the data plane will do), not
  * only for a single earlier rule that covers it; the message names that rule
- * when there is one.
+ * when there is one and it is found within {@link MAX_COVER_WORK} steps (a
+ * step: one pair of CIDRs, ports or rules compared), so the search costs a
+ * bounded time on any file.
  *
  * @module
  */
 
 import { MAX_COUNTERS } from "../datapath/layout.ts";
 import { containsCidr } from "./cidr.ts";
+import { CompileBudget } from "./budget.ts";
 import { type CompiledPolicy, CompileError, compilePolicy } from "./compile.ts";
 import { ruleWhere } from "./lint.ts";
 import type { Reporter } from "./report.ts";
 import type { ValidatedSet } from "./schema.ts";
 import type { Policy, PortRange, Rule } from "./types.ts";
 
-/** Most earlier rules compared with each shadowed rule to name the one that shadows it. */
-const MAX_COVER_COMPARISONS = 2_000_000;
+/** Most steps spent naming the rules that shadow others, for the whole file. */
+export const MAX_COVER_WORK = 4_000_000;
 
 /**
  * Compiles each policy; errors for those that do not fit, warnings for
@@ -31,7 +35,10 @@ const MAX_COVER_COMPARISONS = 2_000_000;
 export function compileSet(vs: ValidatedSet, report: Reporter): CompiledPolicy[] | null {
   const out: CompiledPolicy[] = [];
   let failed = false;
+  const budget = new CompileBudget();
+  const cover = { left: MAX_COVER_WORK };
   vs.set.policies.forEach((policy, i) => {
+    if (failed) return; // the budget is spent: later policies would only add noise
     const where = { policy: policy.name, policyIndex: i };
     const at = vs.sources[i].node.offset;
     const counters = 2 * policy.rules.length + 2;
@@ -47,16 +54,16 @@ export function compileSet(vs: ValidatedSet, report: Reporter): CompiledPolicy[]
     }
     let compiled: CompiledPolicy;
     try {
-      compiled = compilePolicy(policy);
+      compiled = compilePolicy(policy, { budget });
     } catch (e) {
       if (!(e instanceof CompileError)) throw e;
       const detail = e.message.replace(/^policy "(?:[^"\\]|\\.)*" /, "");
-      report.error(at, where, undefined, `does not fit the data plane's maps: it ${detail}`);
+      report.error(at, where, undefined, `cannot be compiled: it ${detail}`);
       failed = true;
       return;
     }
     out.push(compiled);
-    warnShadowed(compiled, i, vs, report);
+    warnShadowed(compiled, i, vs, report, cover);
   });
   return failed ? null : out;
 }
@@ -76,15 +83,16 @@ function warnShadowed(
   i: number,
   vs: ValidatedSet,
   report: Reporter,
+  budget: { left: number },
 ): void {
   const policy = compiled.policy;
   const live = decidingRules(compiled);
-  let budget = MAX_COVER_COMPARISONS;
   for (let j = 0; j < live.length; j++) {
     if (live[j]) continue;
     let culprit = -1;
-    for (let q = 0; q < j && budget > 0; q++, budget--) {
-      if (covers(policy.rules[q], policy.rules[j])) {
+    for (let q = 0; q < j && budget.left > 0; q++) {
+      budget.left -= coverCost(policy.rules[q], policy.rules[j]);
+      if (budget.left >= 0 && covers(policy.rules[q], policy.rules[j])) {
         culprit = q;
         break;
       }
@@ -101,6 +109,13 @@ function warnShadowed(
 function ruleLabel(policy: Policy, q: number): string {
   const name = policy.rules[q].name;
   return name === `${policy.name}#${q + 1}` ? `rule ${q + 1}` : `rule ${q + 1} (${name})`;
+}
+
+/** The steps `covers(q, r)` takes at most. */
+function coverCost(q: Rule, r: Rule): number {
+  const lists = (q.ports?.length ?? 0) * (1 + (r.ports?.length ?? 0)) +
+    (q.cidrs?.length ?? 0) * (r.cidrs?.length ?? 0);
+  return 1 + lists;
 }
 
 /** True when every packet `r` matches is matched by `q` (a sufficient test, not a complete one). */

@@ -296,3 +296,9 @@ export function compareCidrs(a: Cidr, b: Cidr): number {
   }
   return a.len - b.len;
 }
+
+/** An address with a port, as written in logs and URLs: `10.0.0.1:53`, `[fd00::a]:53`. */
+export function formatEndpoint(addr: string, port?: number): string {
+  if (port === undefined) return addr;
+  return addr.includes(":") ? `[${addr}]:${port}` : `${addr}:${port}`;
+}

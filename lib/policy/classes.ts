@@ -15,6 +15,9 @@
  * A set is hashed incrementally (XOR of two 30-bit random words per rule, so a
  * child's hash is its parent's XOR its new rules'); equal hashes are confirmed
  * by comparing the sets, so a hash collision costs time, never correctness.
+ * The common confirmation is cheap: two nodes whose parents have the same
+ * class and that add the same rules have the same set. Only other matches
+ * compare whole sets, and that work is counted in the compile steps.
  *
  * @module
  */
@@ -207,12 +210,14 @@ function within(f: FamilyNodes, outer: number, inner: number): boolean {
  * @param v6 IPv6 CIDRs, likewise.
  * @param anyAddress Rules without CIDRs (candidates of every class), ascending.
  * @param ruleCount Rule numbers are in `0..ruleCount-1`.
+ * @param spend Counts compile steps (throws when the file's steps are used up).
  */
 export function computeClasses(
   v4: CidrsOfRules,
   v6: CidrsOfRules,
   anyAddress: readonly number[],
   ruleCount: number,
+  spend: (steps: number) => void = () => {},
 ): AddressClasses {
   const fams = [
     { f: nodes4(v4.cidrs), src: v4, base: 0 },
@@ -284,8 +289,20 @@ export function computeClasses(
     return out.sort((a, b) => a - b);
   };
   const sameSet = (a: number, b: number): boolean => {
+    // Same parent class and the same added rules: the same set, cheaply.
+    const pa = parent[a] >= 0 ? cls[parent[a]] : 0;
+    const pb = parent[b] >= 0 ? cls[parent[b]] : 0;
+    const na = addedEnd[a] - addedStart[a];
+    if (pa === pb && na === addedEnd[b] - addedStart[b]) {
+      let same = true;
+      for (let k = 0; k < na && same; k++) {
+        same = rules[addedStart[a] + k] === rules[addedStart[b] + k];
+      }
+      if (same) return true;
+    }
     const x = classSet(a);
     const y = classSet(b);
+    spend(x.length + y.length);
     return x.length === y.length && x.every((v, i) => v === y[i]);
   };
 

@@ -24,21 +24,24 @@
  *   without them) add no CIDR entries and no L4 entries.
  *
  * Cost: O(n log n) for the classes (see `classes.ts`), then linear in the
- * candidates examined per class and in the entries produced.
+ * candidates examined per class and in the entries produced. Both are
+ * bounded by a {@link CompileBudget}: the entries a file may use, and a
+ * number of steps.
  *
  * @module
  */
 
+export { CompileError } from "./budget.ts";
+
 import {
   KIND_ANY,
   KIND_EXACT,
-  MAX_LPM_ENTRIES,
-  MAX_RULE_ENTRIES,
   PF_CIDR4,
   PF_CIDR6,
   PF_LPM_PORTS,
   PROTO_INDEX,
 } from "../datapath/layout.ts";
+import { CompileBudget } from "./budget.ts";
 import { type CidrsOfRules, type ClassifiedCidr, computeClasses } from "./classes.ts";
 import { forEachPrefix, prefixCount } from "./intervals.ts";
 import { l4Decisions, type L4Table, type RuleShape, shapeOf } from "./l4.ts";
@@ -110,14 +113,12 @@ export interface CompiledPolicy {
 export interface CompileOptions {
   /** Use this L4 mode in both directions instead of choosing by size. */
   forceMode?: L4Mode;
-}
-
-/** A policy that cannot be compiled into the data plane's maps. */
-export class CompileError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "CompileError";
-  }
+  /**
+   * What is left of the file's share of the maps and of its compile steps,
+   * taken from as the policy compiles (the file's policies share one).
+   * Default: a whole file's share for this policy alone.
+   */
+  budget?: CompileBudget;
 }
 
 /** Above this many hash entries, LPM mode is used if it is 4× smaller. */
@@ -141,27 +142,14 @@ function ndNamedBits(rules: readonly Rule[], dir: Direction): number {
   return bits;
 }
 
-/** Compiles a policy for both directions. */
+/** Compiles a policy for both directions; throws CompileError past the budget. */
 export function compilePolicy(policy: Policy, opts: CompileOptions = {}): CompiledPolicy {
+  const budget = opts.budget ?? new CompileBudget();
   const shapes = policy.rules.map(shapeOf);
   const dirs: [CompiledDirection, CompiledDirection] = [
-    compileDirection(policy, shapes, "ingress", opts),
-    compileDirection(policy, shapes, "egress", opts),
+    compileDirection(policy, shapes, "ingress", opts, budget),
+    compileDirection(policy, shapes, "egress", opts, budget),
   ];
-  const total = (pick: (d: CompiledDirection) => number) => pick(dirs[0]) + pick(dirs[1]);
-  const checks: [string, number, number][] = [
-    ["rule_hash", total((d) => d.hash.length), MAX_RULE_ENTRIES],
-    ["port_lpm", total((d) => d.lpm.length), MAX_LPM_ENTRIES],
-    ["lpm_v4", total((d) => d.v4.length), MAX_LPM_ENTRIES],
-    ["lpm_v6", total((d) => d.v6.length), MAX_LPM_ENTRIES],
-  ];
-  for (const [map, count, capacity] of checks) {
-    if (count > capacity) {
-      throw new CompileError(
-        `policy "${policy.name}" needs ${count} ${map} entries, more than the map holds (${capacity})`,
-      );
-    }
-  }
   return {
     policy,
     counterCount: 2 * policy.rules.length + 2,
@@ -175,7 +163,10 @@ function compileDirection(
   shapes: readonly RuleShape[],
   dir: Direction,
   opts: CompileOptions,
+  budget: CompileBudget,
 ): CompiledDirection {
+  const what = `policy ${JSON.stringify(policy.name)}`;
+  const spend = (n: number) => budget.spend(n, what);
   const rules = policy.rules;
   const v4: CidrsOfRules = { cidrs: [], rules: [] };
   const v6: CidrsOfRules = { cidrs: [], rules: [] };
@@ -193,11 +184,14 @@ function compileDirection(
       fam.rules.push(i);
     }
   }
-  const classes = computeClasses(v4, v6, anyAddress, rules.length);
-  const table = l4Decisions(classes, shapes);
+  const classes = computeClasses(v4, v6, anyAddress, rules.length, spend);
+  const cidrHint = "use fewer distinct CIDRs";
+  budget.take("lpm_v4", classes.v4.length, what, dir, cidrHint);
+  budget.take("lpm_v6", classes.v6.length, what, dir, cidrHint);
+  const table = l4Decisions(classes, shapes, spend);
 
   const mode = opts.forceMode ?? chooseMode(table);
-  checkCapacity(policy, dir, mode, table);
+  checkCapacity(what, dir, mode, table, budget);
   const { hash, lpm, exactProtos, anyProtos } = materialize(table, mode);
 
   let flags = 0;
@@ -242,18 +236,22 @@ function chooseMode(table: L4Table): L4Mode {
   return n.hash > HASH_MODE_LIMIT && n.hash > LPM_ADVANTAGE * n.lpm ? "lpm" : "hash";
 }
 
-/** Refuses, before building them, more entries than the L4 map of `mode` holds. */
-function checkCapacity(policy: Policy, dir: Direction, mode: L4Mode, table: L4Table): void {
+/** Takes the entries of `mode` from the budget before building them (or refuses). */
+function checkCapacity(
+  what: string,
+  dir: Direction,
+  mode: L4Mode,
+  table: L4Table,
+  budget: CompileBudget,
+): void {
   const n = entryCounts(table);
-  const [count, capacity, map] = mode === "hash"
-    ? [n.hash, MAX_RULE_ENTRIES, "rule_hash"]
-    : [n.lpm, MAX_LPM_ENTRIES, "port_lpm"];
-  if (count > capacity) {
-    throw new CompileError(
-      `policy "${policy.name}" needs ${count} ${map} entries for ${dir}, more than the map holds ` +
-        `(${capacity}); use fewer distinct CIDRs or port ranges, or fewer rules without CIDRs`,
-    );
-  }
+  budget.take(
+    mode === "hash" ? "rule_hash" : "port_lpm",
+    mode === "hash" ? n.hash : n.lpm,
+    what,
+    dir,
+    "use fewer distinct CIDRs or port ranges, or fewer rules without CIDRs",
+  );
 }
 
 /** The L4 entries of one direction in `mode`, and the hash-mode protocol bits. */

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { Document, isScalar, isSeq, stringify, visit } from "yaml";
+import { dump } from "js-yaml";
 import type { Policy, Rule } from "./types.ts";
 
 /** The prototype's port list, in its order, with the service each port is. */
@@ -52,7 +52,7 @@ export function defaultPolicy(): Policy {
 /** The default policy as a policy file (SPEC §3.1 format). */
 export function defaultPolicyYaml(): string {
   const p = defaultPolicy();
-  const doc = new Document({
+  const file = {
     policies: [{
       name: p.name,
       defaultAction: p.defaultAction,
@@ -64,17 +64,9 @@ export function defaultPolicyYaml(): string {
         ports: r.ports!.map((pr) => pr.from === pr.to ? pr.from : `${pr.from}-${pr.to}`),
       })),
     }],
-  });
-  doc.commentBefore =
-    " tinyfw built-in default policy (SPEC §3.4): the prototype's list of legacy\n" +
-    " TCP services, denied in both directions; everything else is allowed.";
-  // Short port lists read best inline: `ports: [80]`.
-  visit(doc, {
-    Pair(_, pair) {
-      if (isScalar(pair.key) && pair.key.value === "ports" && isSeq(pair.value)) {
-        pair.value.flow = true;
-      }
-    },
-  });
-  return stringify(doc, { lineWidth: 100, flowCollectionPadding: false });
+  };
+  // Port lists (the sixth level: file, policies, policy, rules, rule, ports) read best inline.
+  return "# tinyfw built-in default policy (SPEC §3.4): the prototype's list of legacy\n" +
+    "# TCP services, denied in both directions; everything else is allowed.\n\n" +
+    dump(file, { flowLevel: 5, lineWidth: 100 });
 }

@@ -123,7 +123,11 @@ const MAX_LISTS = 130;
  * the six protocol classes until each has its fallback; then resolves the L4
  * intervals of the candidates before the fallback.
  */
-export function l4Decisions(classes: AddressClasses, ruleShapes: readonly RuleShape[]): L4Table {
+export function l4Decisions(
+  classes: AddressClasses,
+  ruleShapes: readonly RuleShape[],
+  spend: (steps: number) => void = () => {},
+): L4Table {
   const table: L4Table = { cls: [], proto: [], fallback: [], segStart: [0], segs: [] };
   const { rules: buf, anyCount, classNode, parent, addedStart, addedEnd } = classes;
   const shapes = flatten(ruleShapes);
@@ -147,7 +151,9 @@ export function l4Decisions(classes: AddressClasses, ruleShapes: readonly RuleSh
     }
     let touched = 0;
     let open = ALL_PROTOS;
+    let examined = 0;
     while (open) {
+      examined++;
       // k-way merge by rule number.
       let rule = 0x7fffffff;
       if (lists === 1) {
@@ -180,9 +186,13 @@ export function l4Decisions(classes: AddressClasses, ruleShapes: readonly RuleSh
         }
       }
     }
+    spend(examined);
     for (let p = 0; touched; p++, touched >>= 1) {
       if (!(touched & 1)) continue;
-      if (candidates[p].length) firstCoverSegments(candidates[p], table.segs);
+      if (candidates[p].length) {
+        spend(candidates[p].length / 3);
+        firstCoverSegments(candidates[p], table.segs);
+      }
       table.cls.push(cls);
       table.proto.push(PROTO_BY_INDEX[p]);
       table.fallback.push(fallback[p]);

@@ -79,6 +79,33 @@ export function lintSet(vs: ValidatedSet, report: Reporter): void {
   }
   lintSelection(set.policies, sources, report);
   lintDefaultName(set.policies, sources, report);
+  for (let i = 0; i < set.policies.length; i++) {
+    lintInterfaceEgress(set.policies[i], i, sources[i], report);
+  }
+}
+
+/**
+ * Egress rules of a policy that only host interfaces select: on a host
+ * interface tinyfw filters what enters it (SPEC §3.1: egress is what leaves
+ * a container), so such a rule never decides a packet.
+ */
+function lintInterfaceEgress(
+  policy: Policy,
+  i: number,
+  src: PolicySource,
+  report: Reporter,
+): void {
+  if (selectorKind(policy) !== "interfaces") return;
+  for (let j = 0; j < policy.rules.length; j++) {
+    if (policy.rules[j].direction !== "egress") continue;
+    report.warn(
+      valueNode(src.rules[j], "direction")?.offset ?? src.rules[j].offset,
+      ruleWhere(policy, i, j),
+      "direction",
+      "never applies: the policy selects host interfaces only, and on a host interface " +
+        "tinyfw filters what enters it (ingress); egress is what a container sends",
+    );
+  }
 }
 
 /**

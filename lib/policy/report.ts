@@ -7,6 +7,7 @@
  */
 
 import { compareDiagnostics, type Diagnostic, LineIndex, type Severity } from "./diagnostics.ts";
+import { MAX_SHOWN_CHARS } from "./limits.ts";
 import type { YNode, YValue } from "./yaml_tree.ts";
 
 /** Which policy and rule a diagnostic is about. */
@@ -81,9 +82,13 @@ export class Reporter {
   }
 }
 
-/** A scalar as written in a message: strings quoted, others as they are. */
+/** A scalar as written in a message: strings quoted (long ones cut), others as they are. */
 export function show(v: YValue): string {
-  return typeof v === "string" ? JSON.stringify(v) : String(v);
+  if (typeof v !== "string") return String(v);
+  if (v.length <= MAX_SHOWN_CHARS) return JSON.stringify(v);
+  return `${JSON.stringify(v.slice(0, MAX_SHOWN_CHARS - 20))}… (${
+    v.length.toLocaleString("en-US")
+  } characters)`;
 }
 
 /** What a node is, for "must be X, not Y" messages. */
@@ -122,6 +127,7 @@ export function suggest(
   valid: readonly string[],
   synonyms: Readonly<Record<string, string>> = {},
 ): string | undefined {
+  if (text.length > MAX_SHOWN_CHARS) return undefined;
   const folded = text.toLowerCase().replace(/[-_\s]/g, "");
   const syn = synonyms[folded];
   if (syn) return syn;

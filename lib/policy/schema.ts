@@ -31,12 +31,12 @@ import {
   AT,
   DIRECTION_SYNONYMS,
   DIRECTIONS,
-  MAX_IFNAME_LENGTH,
-  MAX_NAME_LENGTH,
   PORT_PROTOCOLS,
   PROTOCOL_SYNONYMS,
   PROTOCOLS,
 } from "./schema_keys.ts";
+import { MAX_CIDRS, MAX_POLICIES, MAX_RULES } from "./limits.ts";
+import { ifnameProblem, isNamespaceName, lookalikeKey, nameProblem } from "./names.ts";
 import type {
   Action,
   Policy,
@@ -49,13 +49,21 @@ import type {
 import type { YMap, YNode } from "./yaml_tree.ts";
 
 export { entryOf } from "./schema_fields.ts";
-export { KEYS, MAX_IFNAME_LENGTH, MAX_NAME_LENGTH, WORDS } from "./schema_keys.ts";
+export { KEYS } from "./schema_keys.ts";
+export { ifnameProblem, MAX_IFNAME_LENGTH, MAX_NAME_LENGTH } from "./names.ts";
 
 /** The names of a policy's rules so far: name → rule index, and where each was given. */
 interface RuleNames {
   index: Map<string, number>;
   offsets: number[];
+  /** The name of each rule so far, by rule index. */
+  names: string[];
+  /** The look-alike form of each name given so far → its rule index. */
+  lookalike: Map<string, number>;
 }
+
+/** The names of the policies so far: name (and its look-alike form) → policy index and offset. */
+type PolicyNames = Map<string, { index: number; offset: number; name: string }>;
 
 /** Per rule: the mapping it was read from (for warnings that point into it). */
 export interface PolicySource {
@@ -124,9 +132,10 @@ class Validator extends FieldValidator {
       this.error(v.offset, top, "policies", "is an empty list: give at least one policy");
       return null;
     }
+    if (!this.withinLimits(v.items)) return null;
     const policies: Policy[] = [];
     const sources: PolicySource[] = [];
-    const names = new Map<string, { index: number; offset: number }>();
+    const names: PolicyNames = new Map();
     for (let i = 0; i < v.items.length; i++) {
       const r = this.policy(v.items[i], i, names);
       if (r) {
@@ -138,10 +147,65 @@ class Validator extends FieldValidator {
     return { set: { policies }, sources };
   }
 
+  /**
+   * The capacity contract (limits.ts), checked before anything else so that
+   * a file past it costs no more work: policies, rules and CIDR entries
+   * (aliases expanded: a shared list counts once per rule that names it).
+   */
+  withinLimits(items: readonly YNode[]): boolean {
+    const top: Where = {};
+    const count = (n: number) => n.toLocaleString("en-US");
+    if (items.length > MAX_POLICIES) {
+      this.error(
+        items[MAX_POLICIES].offset,
+        top,
+        "policies",
+        `has ${count(items.length)} policies; a policy file holds at most ${count(MAX_POLICIES)}`,
+      );
+      return false;
+    }
+    let rules = 0;
+    let cidrs = 0;
+    let cidrsPastAt = -1;
+    for (const p of items) {
+      const list = p.kind === "map" ? entryOf(p, "rules")?.value : undefined;
+      if (list?.kind !== "seq") continue;
+      rules += list.items.length;
+      for (const r of list.items) {
+        const c = r.kind === "map" ? entryOf(r, "cidrs")?.value : undefined;
+        if (c?.kind !== "seq") continue;
+        cidrs += c.items.length;
+        if (cidrs > MAX_CIDRS && cidrsPastAt < 0) cidrsPastAt = c.offset;
+      }
+    }
+    if (rules > MAX_RULES) {
+      this.error(
+        items[0].offset,
+        top,
+        "policies",
+        `the file has ${count(rules)} rules in all; a policy file holds at most ${
+          count(MAX_RULES)
+        } (all policies together)`,
+      );
+      return false;
+    }
+    if (cidrs > MAX_CIDRS) {
+      this.error(
+        cidrsPastAt,
+        top,
+        undefined,
+        `the file's cidrs lists have ${count(cidrs)} entries in all (aliases expanded); ` +
+          `a policy file holds at most ${count(MAX_CIDRS)}, and this list goes past that`,
+      );
+      return false;
+    }
+    return true;
+  }
+
   policy(
     node: YNode,
     i: number,
-    names: Map<string, { index: number; offset: number }>,
+    names: PolicyNames,
   ): { policy: Policy; source: PolicySource } | null {
     const where: Where = { policyIndex: i };
     if (node.kind !== "map") {
@@ -168,17 +232,25 @@ class Validator extends FieldValidator {
       name = this.name(nameEntry.value, where, "name");
       if (name !== undefined) {
         where.policy = name;
-        const first = names.get(name);
+        const key = lookalikeKey(name);
+        const first = names.get(name) ?? names.get(key);
         if (first) {
+          const line = this.report.lineOf(first.offset);
           this.error(
             nameEntry.value.offset,
             where,
             "name",
-            `${show(name)} is already the name of policy ${first.index + 1} (line ${
-              this.report.lineOf(first.offset)
-            })`,
+            first.name === name
+              ? `${show(name)} is already the name of policy ${first.index + 1} (line ${line})`
+              : `${show(name)} looks the same as ${show(first.name)}, the name of policy ${
+                first.index + 1
+              } (line ${line}): names must differ in more than their Unicode form`,
           );
-        } else names.set(name, { index: i, offset: nameEntry.value.offset });
+        } else {
+          const entry = { index: i, offset: nameEntry.value.offset, name };
+          names.set(name, entry);
+          names.set(key, entry);
+        }
       }
     }
     const found = this.keys(node, "policy", where, undefined);
@@ -203,7 +275,12 @@ class Validator extends FieldValidator {
           : `must be a list of rules, not ${describe(list)}`;
         this.error(list.offset, where, "rules", message);
       } else {
-        const ruleNames: RuleNames = { index: new Map(), offsets: [] };
+        const ruleNames: RuleNames = {
+          index: new Map(),
+          offsets: [],
+          names: [],
+          lookalike: new Map(),
+        };
         // One Where for every rule of the policy (the reporter copies it).
         const ruleWhere: Where = { policy: where.policy, policyIndex: i, ruleIndex: 0 };
         const policyName = name ?? `policy${i + 1}`;
@@ -236,14 +313,14 @@ class Validator extends FieldValidator {
       return;
     }
     const v = n.value;
-    let problem: string | undefined;
-    if (v === "") problem = "must not be empty";
-    else if (v.length > MAX_NAME_LENGTH) {
-      problem = `is ${v.length} characters long; names have at most ${MAX_NAME_LENGTH}`;
-    } else if (hasControlCharacter(v)) problem = `${show(v)} contains a control character`;
-    else if (v.trim() !== v) problem = `${show(v)} starts or ends with a space`;
+    const problem = nameProblem(v);
     if (problem) {
-      this.error(n.offset, where, field, problem);
+      this.error(
+        n.offset,
+        where,
+        field,
+        problem.quoted ? `${show(v)} ${problem.message}` : problem.message,
+      );
       return;
     }
     return v;
@@ -308,7 +385,18 @@ class Validator extends FieldValidator {
           "selector.namespace",
           `must be a containerd namespace name, not ${what}`,
         );
-      } else sel.namespace = v.value;
+      } else {
+        sel.namespace = v.value;
+        if (!isNamespaceName(v.value)) {
+          this.warn(
+            v.offset,
+            where,
+            "selector.namespace",
+            `${show(v.value)} never matches: containerd namespace names are letters and digits ` +
+              "joined by '.', '_' or '-' (at most 76 characters)",
+          );
+        }
+      }
     }
     if (labels) {
       const l = this.labels(labels.value, where);
@@ -465,10 +553,16 @@ class Validator extends FieldValidator {
     const ce = found[AT.rule.cidrs];
     const ie = found[AT.rule.icmp];
     name ??= `${policyName}#${j + 1}`;
-    const first = names.index.get(name);
+    const key = lookalikeKey(name);
+    const first = names.index.get(name) ?? names.lookalike.get(key);
     if (first !== undefined) {
       const line = this.report.lineOf(names.offsets[first]);
-      const message = nameEntry && where.rule !== undefined
+      const firstName = names.names[first];
+      const message = firstName !== name
+        ? `${show(name)} looks the same as ${show(firstName)}, the name of rule ${
+          first + 1
+        } (line ${line}): names must differ in more than their Unicode form`
+        : nameEntry && where.rule !== undefined
         ? `${show(name)} is already the name of rule ${first + 1} (line ${line})`
         : `its default name ${show(name)} is already the name of rule ${
           first + 1
@@ -477,7 +571,9 @@ class Validator extends FieldValidator {
       this.error(nameAt, where, nameEntry ? "name" : undefined, message);
     } else {
       names.index.set(name, j);
+      names.lookalike.set(key, j);
       names.offsets[j] = nameAt;
+      names.names[j] = name;
     }
 
     let action: Action | undefined;
@@ -544,23 +640,4 @@ class Validator extends FieldValidator {
     }
     return this.report.errorCount > errorsBefore ? undefined : rule;
   }
-}
-
-function hasControlCharacter(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x20 || c === 0x7f) return true;
-  }
-  return false;
-}
-
-/** Why `name` is not a Linux interface name (dev_valid_name), or undefined. */
-export function ifnameProblem(name: string): string | undefined {
-  if (name === "") return "it is empty";
-  if (new TextEncoder().encode(name).length > MAX_IFNAME_LENGTH) {
-    return `it is longer than ${MAX_IFNAME_LENGTH} bytes`;
-  }
-  if (name === "." || name === "..") return `it is "${name}"`;
-  if (/[*?[]/.test(name)) return "patterns are not supported: list the interfaces";
-  if (/[/:\s]/.test(name)) return "it contains a slash, a colon or a space";
 }

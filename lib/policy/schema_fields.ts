@@ -7,7 +7,7 @@
  * @module
  */
 
-import { CidrError, containsCidr } from "./cidr.ts";
+import { CidrError, containsCidr, formatIPv4 } from "./cidr.ts";
 import { CidrParser } from "./cidr_fast.ts";
 import { ND_TYPE_FIRST, ND_TYPE_LAST } from "./protocol.ts";
 import { describe, type Reporter, show, type Where } from "./report.ts";
@@ -114,18 +114,20 @@ export class FieldValidator {
   /** Item `k` of `ports`. */
   port(n: YNode, where: Where, k: number): PortRange | undefined {
     const v = n.kind === "scalar" ? n.value : undefined;
+    const field = `ports[${k}]`;
     if (typeof v === "number") {
-      if (!Number.isInteger(v)) {
+      const written = n.kind === "scalar" && n.source !== undefined ? n.source : undefined;
+      if (written !== undefined || !Number.isInteger(v)) {
         this.error(
           n.offset,
           where,
-          `ports[${k}]`,
-          `${show(v)} is not a port: ports are whole numbers 1–65535`,
+          field,
+          notDecimal(written ?? show(v), v, "a port", "ports are whole numbers 1–65535"),
         );
         return;
       }
       if (v < 1 || v > 65535) {
-        this.error(n.offset, where, `ports[${k}]`, `${show(v)} is not a port: ports are 1–65535`);
+        this.error(n.offset, where, field, `${show(v)} is not a port: ports are 1–65535`);
         return;
       }
       return { from: v, to: v };
@@ -136,28 +138,33 @@ export class FieldValidator {
         this.error(
           n.offset,
           where,
-          `ports[${k}]`,
+          field,
           `${show(v)} is not a port or range: write 80 or "8000-8099"`,
+        );
+        return;
+      }
+      const what = m[2] === undefined ? "port" : "valid range";
+      if (/^0[0-9]/.test(m[1]) || (m[2] !== undefined && /^0[0-9]/.test(m[2]))) {
+        const fixed = m[2] === undefined ? String(Number(m[1])) : `${Number(m[1])}-${Number(m[2])}`;
+        this.error(
+          n.offset,
+          where,
+          field,
+          `${show(v)} is not a ${what}: write it without leading zeros (${show(fixed)})`,
         );
         return;
       }
       const from = Number(m[1]);
       const to = m[2] === undefined ? from : Number(m[2]);
-      const what = m[2] === undefined ? "port" : "valid range";
       if (from < 1 || to < 1 || from > 65535 || to > 65535) {
-        this.error(
-          n.offset,
-          where,
-          `ports[${k}]`,
-          `${show(v)} is not a ${what}: ports are 1–65535`,
-        );
+        this.error(n.offset, where, field, `${show(v)} is not a ${what}: ports are 1–65535`);
         return;
       }
       if (from > to) {
         this.error(
           n.offset,
           where,
-          `ports[${k}]`,
+          field,
           `${show(v)} is not a valid range: the start is above the end`,
         );
         return;
@@ -167,7 +174,7 @@ export class FieldValidator {
     this.error(
       n.offset,
       where,
-      `ports[${k}]`,
+      field,
       `must be a port (80) or a range ("8000-8099"), not ${describe(n)}`,
     );
   }
@@ -223,8 +230,20 @@ export class FieldValidator {
 
   byte(n: YNode, where: Where, field: string, what: string): number | undefined {
     const v = n.kind === "scalar" ? n.value : undefined;
-    if (typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 255) return v;
-    if (typeof v === "number") {
+    const written = n.kind === "scalar" ? n.source : undefined;
+    if (
+      typeof v === "number" && written === undefined && Number.isInteger(v) && v >= 0 && v <= 255
+    ) {
+      return v;
+    }
+    if (typeof v === "number" && (written !== undefined || !Number.isInteger(v))) {
+      this.error(
+        n.offset,
+        where,
+        field,
+        notDecimal(written ?? show(v), v, what, "it is a whole number 0–255"),
+      );
+    } else if (typeof v === "number") {
       this.error(n.offset, where, field, `${show(v)} is not ${what}: it is a whole number 0–255`);
     } else {
       this.error(n.offset, where, field, `must be a number 0–255, not ${describe(n)}`);
@@ -290,8 +309,28 @@ export class FieldValidator {
         ok = false;
         continue;
       }
+      if (it.value.length > MAX_CIDR_TEXT) {
+        this.error(
+          it.offset,
+          where,
+          `cidrs[${k}]`,
+          `${show(it.value)} is not a CIDR: it is ${it.value.length} characters long`,
+        );
+        ok = false;
+        continue;
+      }
       try {
         const r = this.cidrs.parse(it.value);
+        if (r.cidr.family === 6 && isIPv4Mapped(r.cidr)) {
+          const v4 = `${formatIPv4(r.cidr.addr.subarray(12))}/${r.cidr.len - 96}`;
+          this.warn(
+            it.offset,
+            where,
+            `cidrs[${k}]`,
+            `${show(it.value)} is an IPv4-mapped IPv6 address: it matches IPv6 packets only, ` +
+              `never IPv4 ones; for IPv4 write ${show(v4)}`,
+          );
+        }
         if (r.hostBitsSet) {
           this.warn(
             it.offset,
@@ -385,6 +424,28 @@ export class FieldValidator {
         }`,
     );
   }
+}
+
+/** Longer than the longest CIDR text (an IPv6 address with an embedded IPv4 one, and /128). */
+const MAX_CIDR_TEXT = 64;
+
+/** True for a CIDR inside ::ffff:0:0/96 (IPv4-mapped IPv6 addresses), at least /96 long. */
+function isIPv4Mapped(c: Cidr): boolean {
+  if (c.len < 96) return false;
+  for (let i = 0; i < 10; i++) if (c.addr[i] !== 0) return false;
+  return c.addr[10] === 0xff && c.addr[11] === 0xff;
+}
+
+/**
+ * The message for a number that is not an integer written in decimal:
+ * `80.5`, and `1e3`, `80.0`, `0x50`, `0120`, `+5` (with the integer meant).
+ */
+function notDecimal(written: string, v: number, what: string, rule: string): string {
+  if (!Number.isInteger(v)) return `${written} is not ${what}: ${rule}`;
+  if (/^[-+]?0[0-9]/.test(written)) {
+    return `${written} is not ${what}: write it without the leading zero (${v})`;
+  }
+  return `${written} is not ${what}: write it as a whole number in decimal (${v})`;
 }
 
 /** Orders CIDRs so that a CIDR comes after every CIDR containing it. */

@@ -10,11 +10,6 @@ import { listWords, show, suggest } from "./report.ts";
 import type { Action, Protocol, RuleDirection } from "./types.ts";
 import type { YValue } from "./yaml_tree.ts";
 
-/** Longest policy or rule name. */
-export const MAX_NAME_LENGTH = 128;
-/** Longest Linux interface name (IFNAMSIZ - 1). */
-export const MAX_IFNAME_LENGTH = 15;
-
 /** The keys of each mapping of a policy file, in documentation order. */
 export const KEYS = {
   file: ["policies"],
@@ -48,14 +43,6 @@ export const DIRECTIONS: readonly RuleDirection[] = ["ingress", "egress", "both"
 export const PROTOCOLS: readonly Protocol[] = ["tcp", "udp", "sctp", "icmp", "icmpv6", "any"];
 /** The protocols that have ports. */
 export const PORT_PROTOCOLS: readonly Protocol[] = ["tcp", "udp", "sctp"];
-
-/** Every key and keyword of the format (the parser interns them). */
-export const WORDS: ReadonlySet<string> = new Set([
-  ...Object.values(KEYS).flat(),
-  ...ACTIONS,
-  ...DIRECTIONS,
-  ...PROTOCOLS,
-]);
 
 /** Keys people write for ours. */
 export const KEY_SYNONYMS: Readonly<Record<string, string>> = {

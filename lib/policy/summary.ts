@@ -8,7 +8,7 @@
  */
 
 import { type CompiledDirection, type CompiledPolicy, compilePolicy } from "./compile.ts";
-import { resolvePlain } from "./yaml_fast.ts";
+import { resolvePlain } from "./yaml_tree.ts";
 import type { Direction, Policy, PolicySet, PortRange, Rule, Selector } from "./types.ts";
 
 const DIRECTIONS: readonly Direction[] = ["ingress", "egress"];
@@ -101,7 +101,7 @@ const YAML11_WORDS = /^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/;
 
 /** A string as a YAML scalar: plain when that reads back as the same string, else double-quoted. */
 export function yamlString(s: string): string {
-  const plainSafe = /^[A-Za-z_][A-Za-z0-9_.\/#-]*$/.test(s) && resolvePlain(s) === s &&
+  const plainSafe = /^[A-Za-z_][A-Za-z0-9_.\/#-]*$/.test(s) && resolvePlain(s).value === s &&
     !YAML11_WORDS.test(s);
   return plainSafe ? s : JSON.stringify(s);
 }

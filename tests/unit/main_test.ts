@@ -19,7 +19,10 @@ Deno.test("main: flags of later versions and unreadable files are refused with e
     const [args, flag] of [
       [["--iface", "lo", "--keep-on-exit"], "--keep-on-exit"],
       [["--iface", "lo", "--metrics-addr", ":9100"], "--metrics-addr"],
-      [["--iface", "lo", "--policy", "/nonexistent.yaml"], "Cannot read the policy file"],
+      [
+        ["--iface", "lo", "--policy", "/nonexistent.yaml"],
+        "Cannot read the policy file /nonexistent.yaml: it does not exist",
+      ],
     ] as [string[], string][]
   ) {
     const r = await quietly(args);
