@@ -190,7 +190,7 @@ function compileDirection(
   budget.take("lpm_v6", classes.v6.length, what, dir, cidrHint);
   const table = l4Decisions(classes, shapes, spend);
 
-  const mode = opts.forceMode ?? chooseMode(table);
+  const mode = opts.forceMode ?? chooseMode(table, budget);
   checkCapacity(what, dir, mode, table, budget);
   const { hash, lpm, exactProtos, anyProtos } = materialize(table, mode);
 
@@ -230,10 +230,16 @@ function entryCounts(table: L4Table): { hash: number; lpm: number } {
   return { hash, lpm };
 }
 
-/** Hash mode unless it takes more than 65,536 entries and more than 4× LPM mode's. */
-function chooseMode(table: L4Table): L4Mode {
+/**
+ * Hash mode unless it takes more than 65,536 entries and more than 4× LPM
+ * mode's, or more than what is left of the file's rule_hash share while LPM
+ * mode fits in its port_lpm share.
+ */
+function chooseMode(table: L4Table, budget: CompileBudget): L4Mode {
   const n = entryCounts(table);
-  return n.hash > HASH_MODE_LIMIT && n.hash > LPM_ADVANTAGE * n.lpm ? "lpm" : "hash";
+  if (n.hash > HASH_MODE_LIMIT && n.hash > LPM_ADVANTAGE * n.lpm) return "lpm";
+  if (n.hash > budget.left.rule_hash && n.lpm <= budget.left.port_lpm) return "lpm";
+  return "hash";
 }
 
 /** Takes the entries of `mode` from the budget before building them (or refuses). */

@@ -31,7 +31,7 @@ import { compareDiagnostics, type Diagnostic, formatDiagnostic } from "./diagnos
 import { MAX_POLICY_FILE_BYTES } from "./limits.ts";
 import { lintSet } from "./lint.ts";
 import { Reporter } from "./report.ts";
-import { validateTree } from "./schema.ts";
+import { validateTree, WORDS } from "./schema.ts";
 import type { PolicySet } from "./types.ts";
 import { parseYamlTree } from "./yaml_tree.ts";
 
@@ -79,7 +79,7 @@ export function parsePolicyText(
   const original = text;
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   const report = new Reporter(text);
-  const tree = parseYamlTree(text);
+  const tree = parseYamlTree(text, WORDS);
   for (const p of tree.problems) {
     if (p.severity === "error") report.error(p.offset, {}, undefined, p.message);
     else report.warn(p.offset, {}, undefined, p.message);

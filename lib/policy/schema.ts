@@ -24,7 +24,7 @@
  */
 
 import { describe, listWords, type Reporter, show, suggest, type Where } from "./report.ts";
-import { entryOf, FieldValidator } from "./schema_fields.ts";
+import { entryOf, FieldValidator, LimitReached } from "./schema_fields.ts";
 import {
   ACTION_SYNONYMS,
   ACTIONS,
@@ -35,7 +35,7 @@ import {
   PROTOCOL_SYNONYMS,
   PROTOCOLS,
 } from "./schema_keys.ts";
-import { MAX_CIDRS, MAX_POLICIES, MAX_RULES } from "./limits.ts";
+import { MAX_POLICIES, MAX_RULES } from "./limits.ts";
 import { ifnameProblem, isNamespaceName, lookalikeKey, nameProblem } from "./names.ts";
 import type {
   Action,
@@ -49,17 +49,16 @@ import type {
 import type { YMap, YNode } from "./yaml_tree.ts";
 
 export { entryOf } from "./schema_fields.ts";
-export { KEYS } from "./schema_keys.ts";
+export { KEYS, WORDS } from "./schema_keys.ts";
 export { ifnameProblem, MAX_IFNAME_LENGTH, MAX_NAME_LENGTH } from "./names.ts";
 
-/** The names of a policy's rules so far: name → rule index, and where each was given. */
+/** The names of a policy's rules so far, and where each was given. */
 interface RuleNames {
+  /** The look-alike form of each name (`lookalikeKey`) → its rule index. */
   index: Map<string, number>;
   offsets: number[];
   /** The name of each rule so far, by rule index. */
   names: string[];
-  /** The look-alike form of each name given so far → its rule index. */
-  lookalike: Map<string, number>;
 }
 
 /** The names of the policies so far: name (and its look-alike form) → policy index and offset. */
@@ -136,21 +135,26 @@ class Validator extends FieldValidator {
     const policies: Policy[] = [];
     const sources: PolicySource[] = [];
     const names: PolicyNames = new Map();
-    for (let i = 0; i < v.items.length; i++) {
-      const r = this.policy(v.items[i], i, names);
-      if (r) {
-        policies.push(r.policy);
-        sources.push(r.source);
+    try {
+      for (let i = 0; i < v.items.length; i++) {
+        const r = this.policy(v.items[i], i, names);
+        if (r) {
+          policies.push(r.policy);
+          sources.push(r.source);
+        }
       }
+    } catch (e) {
+      if (e instanceof LimitReached) return null; // reported where it was reached
+      throw e;
     }
     if (this.report.errorCount > 0) return null;
     return { set: { policies }, sources };
   }
 
   /**
-   * The capacity contract (limits.ts), checked before anything else so that
-   * a file past it costs no more work: policies, rules and CIDR entries
-   * (aliases expanded: a shared list counts once per rule that names it).
+   * The capacity contract (limits.ts) for policies and rules, checked before
+   * anything else so that a file past it costs no more work. CIDR entries are
+   * counted as they are read (`cidrList`), which stops at the limit.
    */
   withinLimits(items: readonly YNode[]): boolean {
     const top: Where = {};
@@ -165,18 +169,9 @@ class Validator extends FieldValidator {
       return false;
     }
     let rules = 0;
-    let cidrs = 0;
-    let cidrsPastAt = -1;
     for (const p of items) {
       const list = p.kind === "map" ? entryOf(p, "rules")?.value : undefined;
-      if (list?.kind !== "seq") continue;
-      rules += list.items.length;
-      for (const r of list.items) {
-        const c = r.kind === "map" ? entryOf(r, "cidrs")?.value : undefined;
-        if (c?.kind !== "seq") continue;
-        cidrs += c.items.length;
-        if (cidrs > MAX_CIDRS && cidrsPastAt < 0) cidrsPastAt = c.offset;
-      }
+      if (list?.kind === "seq") rules += list.items.length;
     }
     if (rules > MAX_RULES) {
       this.error(
@@ -186,16 +181,6 @@ class Validator extends FieldValidator {
         `the file has ${count(rules)} rules in all; a policy file holds at most ${
           count(MAX_RULES)
         } (all policies together)`,
-      );
-      return false;
-    }
-    if (cidrs > MAX_CIDRS) {
-      this.error(
-        cidrsPastAt,
-        top,
-        undefined,
-        `the file's cidrs lists have ${count(cidrs)} entries in all (aliases expanded); ` +
-          `a policy file holds at most ${count(MAX_CIDRS)}, and this list goes past that`,
       );
       return false;
     }
@@ -275,12 +260,7 @@ class Validator extends FieldValidator {
           : `must be a list of rules, not ${describe(list)}`;
         this.error(list.offset, where, "rules", message);
       } else {
-        const ruleNames: RuleNames = {
-          index: new Map(),
-          offsets: [],
-          names: [],
-          lookalike: new Map(),
-        };
+        const ruleNames: RuleNames = { index: new Map(), offsets: [], names: [] };
         // One Where for every rule of the policy (the reporter copies it).
         const ruleWhere: Where = { policy: where.policy, policyIndex: i, ruleIndex: 0 };
         const policyName = name ?? `policy${i + 1}`;
@@ -554,7 +534,7 @@ class Validator extends FieldValidator {
     const ie = found[AT.rule.icmp];
     name ??= `${policyName}#${j + 1}`;
     const key = lookalikeKey(name);
-    const first = names.index.get(name) ?? names.lookalike.get(key);
+    const first = names.index.get(key);
     if (first !== undefined) {
       const line = this.report.lineOf(names.offsets[first]);
       const firstName = names.names[first];
@@ -570,8 +550,7 @@ class Validator extends FieldValidator {
           "name this rule or rename that one";
       this.error(nameAt, where, nameEntry ? "name" : undefined, message);
     } else {
-      names.index.set(name, j);
-      names.lookalike.set(key, j);
+      names.index.set(key, j);
       names.offsets[j] = nameAt;
       names.names[j] = name;
     }

@@ -9,6 +9,7 @@
 
 import { CidrError, containsCidr, formatIPv4 } from "./cidr.ts";
 import { CidrParser } from "./cidr_fast.ts";
+import { MAX_CIDRS } from "./limits.ts";
 import { ND_TYPE_FIRST, ND_TYPE_LAST } from "./protocol.ts";
 import { describe, type Reporter, show, type Where } from "./report.ts";
 import type { Action, Cidr, IcmpMatch, PortRange } from "./types.ts";
@@ -23,9 +24,14 @@ export function entryOf(map: YMap, key: string): YEntry | undefined {
   for (const e of map.entries) if (e.key === key) return e;
 }
 
+/** Thrown once a limit of the capacity contract is reached (after reporting it): stop. */
+export class LimitReached extends Error {}
+
 /** Reports problems and checks lists and rule fields; `Validator` (schema.ts) adds the rest. */
 export class FieldValidator {
   readonly cidrs = new CidrParser();
+  /** CIDR entries read so far, in the whole file (aliases expanded). */
+  cidrCount = 0;
   readonly found: Record<Context, Found> = {
     file: [undefined],
     policy: new Array(KEYS.policy.length).fill(undefined),
@@ -295,6 +301,20 @@ export class FieldValidator {
   cidrList(n: YNode, where: Where): Cidr[] | undefined {
     const items = this.list(n, where, "cidrs", '["10.0.0.0/8", "fd00::/8"]');
     if (!items) return;
+    this.cidrCount += items.length;
+    if (this.cidrCount > MAX_CIDRS) {
+      this.error(
+        n.offset,
+        where,
+        "cidrs",
+        `the file's cidrs lists reach ${
+          this.cidrCount.toLocaleString("en-US")
+        } entries here (aliases expanded); a policy file holds at most ${
+          MAX_CIDRS.toLocaleString("en-US")
+        }, all rules together`,
+      );
+      throw new LimitReached();
+    }
     const out = new Array<Cidr>(items.length);
     let ok = true;
     for (let k = 0; k < items.length; k++) {

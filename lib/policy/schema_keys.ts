@@ -44,6 +44,14 @@ export const PROTOCOLS: readonly Protocol[] = ["tcp", "udp", "sctp", "icmp", "ic
 /** The protocols that have ports. */
 export const PORT_PROTOCOLS: readonly Protocol[] = ["tcp", "udp", "sctp"];
 
+/** Every key and keyword of the format (the fast parser interns them). */
+export const WORDS: ReadonlySet<string> = new Set([
+  ...Object.values(KEYS).flat(),
+  ...ACTIONS,
+  ...DIRECTIONS,
+  ...PROTOCOLS,
+]);
+
 /** Keys people write for ours. */
 export const KEY_SYNONYMS: Readonly<Record<string, string>> = {
   port: "ports",

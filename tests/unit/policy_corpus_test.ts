@@ -18,7 +18,10 @@ import { defaultPolicyYaml } from "../../lib/policy/default.ts";
 import { diagnosticsOf, loadPolicyFile, parsePolicyText } from "../../lib/policy/load.ts";
 import { policySetToYaml } from "../../lib/policy/summary.ts";
 import { load } from "js-yaml";
+import { parseFast } from "../../lib/policy/yaml_fast.ts";
+import { treeFromEvents } from "../../lib/policy/yaml_events.ts";
 import { parseYamlTree } from "../../lib/policy/yaml_tree.ts";
+import { WORDS } from "../../lib/policy/schema.ts";
 import { treeAsJs } from "../helpers/yaml.ts";
 
 const ROOT = new URL("../policies/", import.meta.url).pathname;
@@ -108,6 +111,20 @@ Deno.test("corpus: every good file survives a round trip through policySetToYaml
     assert.ok(again.ok, path);
     assert.deepEqual(again.set, r.set, path);
   }
+});
+
+Deno.test("corpus: the fast parser agrees with js-yaml's events on every file it accepts", () => {
+  let accepted = 0;
+  for (const path of [...filesOf("bad"), ...filesOf("good")]) {
+    const text = readText(path);
+    const fast = parseFast(text, WORDS);
+    if (fast === undefined) continue;
+    accepted++;
+    const lib = treeFromEvents(text);
+    assert.deepEqual(lib.problems, [], path);
+    assert.deepEqual(fast, lib.root, path);
+  }
+  assert.ok(accepted >= 50, `the fast parser took ${accepted} files`);
 });
 
 Deno.test("corpus: the positioned tree holds what js-yaml's own load reads, on every file", () => {

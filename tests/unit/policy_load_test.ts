@@ -14,10 +14,12 @@ import {
   parsePolicyText,
 } from "../../lib/policy/load.ts";
 import { Reporter } from "../../lib/policy/report.ts";
-import type { PolicySource } from "../../lib/policy/schema.ts";
+import { type PolicySource, WORDS } from "../../lib/policy/schema.ts";
 import { policySetToYaml, summarize, yamlString } from "../../lib/policy/summary.ts";
 import type { Policy, PolicySet, Rule } from "../../lib/policy/types.ts";
 import { load } from "js-yaml";
+import { parseFast } from "../../lib/policy/yaml_fast.ts";
+import { treeFromEvents } from "../../lib/policy/yaml_events.ts";
 import { parseYamlTree, type YNode } from "../../lib/policy/yaml_tree.ts";
 import { treeAsJs } from "../helpers/yaml.ts";
 import { largePolicy, mulberry32, randomPolicy, Rng } from "../helpers/gen.ts";
@@ -579,6 +581,21 @@ function randomYaml(rnd: () => number): string {
   return s;
 }
 
+Deno.test("yaml: the fast parser gives js-yaml's events' tree whenever it accepts the text", () => {
+  const rnd = mulberry32(20240611);
+  let accepted = 0;
+  for (let t = 0; t < 20000; t++) {
+    const text = randomYaml(rnd);
+    const fast = parseFast(text, t % 2 ? WORDS : undefined);
+    if (fast === undefined) continue;
+    accepted++;
+    const lib = treeFromEvents(text);
+    assert.deepEqual(lib.problems, [], JSON.stringify(text));
+    assert.deepEqual(fast, lib.root, JSON.stringify(text));
+  }
+  assert.ok(accepted > 5000, `${accepted} accepted`);
+});
+
 Deno.test("yaml: the positioned tree holds what js-yaml's own load reads, on random YAML", () => {
   const rnd = mulberry32(20240611);
   let compared = 0;
@@ -660,6 +677,7 @@ Deno.test("cidr: the fast paths give parseCidrDetailed's result whenever they ac
 Deno.test("load: 100,000 rules load with the fast parser (the time is printed)", () => {
   const set: PolicySet = { policies: [largePolicy(1, 100_000)] };
   const text = policySetToYaml(set);
+  assert.equal(parseYamlTree(text, WORDS).parser, "fast");
   let t = performance.now();
   const r = parsePolicyText(text, "large.yaml", { compile: false });
   const loadMs = performance.now() - t;
