@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything tinyfw needs to build, test and run on Debian 12, as root:
-# Debian packages, Deno (pinned, from npm), and a mounted bpffs.
+# Debian packages, Deno (pinned, from npm), the npm packages tinyfw imports
+# (into Deno's cache, so that the agent's first start downloads nothing), the
+# XDP object (bpf/tinyfw.bpf.o), and a mounted bpffs.
 #
 # Idempotent: a second run installs nothing and prints nothing. It prints one
 # line for each thing it does, and one sentence when something is wrong.
@@ -97,6 +99,26 @@ if [ -z "$deno_bin" ] || [ "$(deno_version "$deno_bin")" != "$DENO_VERSION" ]; t
   if [ -z "$on_path" ]; then
     say "note: $npm_bin is not in PATH; add it (export PATH=\"$npm_bin:\$PATH\") to run deno"
   fi
+fi
+
+# --- npm packages, into Deno's cache ----------------------------------------
+# `deno install` with no argument caches every dependency deno.json names (as
+# locked in deno.lock). Its own output (download lines, a notice about an npm
+# package's install script that tinyfw does not need) goes to a log.
+deno_bin="$(command -v deno || echo "$npm_bin/deno")"
+cache_log=$(mktemp /tmp/tinyfw-setup-deno.XXXXXX.log)
+if ! (cd "$(dirname "$0")/.." && DENO_NO_UPDATE_CHECK=1 "$deno_bin" install --frozen) >"$cache_log" 2>&1; then
+  tail -n 30 "$cache_log" >&2
+  die "deno install (caching the npm packages tinyfw imports) failed (full log: $cache_log); check that the npm registry is reachable, then run this script again."
+fi
+# (deno install fetches some registry metadata every time; tarballs only when missing.)
+if grep -aq 'Download.*\.tgz' "$cache_log"; then say "cached the npm packages tinyfw imports"; fi
+rm -f "$cache_log"
+
+# --- The XDP object ------------------------------------------------------------
+# Built only when missing or when its sources changed (scripts/build-bpf.sh).
+if ! PATH="$(dirname "$deno_bin"):$PATH" bash "$(dirname "$0")/build-bpf.sh"; then
+  die "building the XDP object failed (the compiler's output is above); fix it and run this script again."
 fi
 
 # --- The kernel: BPF and bpffs -----------------------------------------------
