@@ -57,12 +57,20 @@ export class CompileBudget {
    * Takes `count` entries of `map` for `who` (`policy "web"`) in `dir`, or
    * throws a CompileError saying the file's share is used up.
    */
-  take(map: BudgetedMap, count: number, who: string, dir: string, hint: string): void {
+  take(
+    map: BudgetedMap,
+    count: number,
+    who: string,
+    dir: string,
+    hint: string,
+    opts: { atLeast?: boolean } = {},
+  ): void {
     if (count > this.left[map]) {
       const limit = CompileBudget.limit(map);
       const used = limit - this.left[map];
+      const n = `${opts.atLeast ? "at least " : ""}${count.toLocaleString("en-US")}`;
       throw new CompileError(
-        `${who} needs ${count.toLocaleString("en-US")} ${map} entries for ${dir}, more than a ` +
+        `${who} needs ${n} ${map} entries for ${dir}, more than a ` +
           `policy file may use (${limit.toLocaleString("en-US")} in all${
             used > 0 ? `, ${used.toLocaleString("en-US")} of them taken before` : ""
           }); ${hint}`,

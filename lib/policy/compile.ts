@@ -43,7 +43,7 @@ import {
 } from "../datapath/layout.ts";
 import { CompileBudget } from "./budget.ts";
 import { type CidrsOfRules, type ClassifiedCidr, computeClasses } from "./classes.ts";
-import { forEachPrefix, prefixCount } from "./intervals.ts";
+import { forEachPrefix } from "./intervals.ts";
 import { l4Decisions, type L4Table, type RuleShape, shapeOf } from "./l4.ts";
 import { ND_TYPE_FIRST, ND_TYPE_LAST } from "./protocol.ts";
 import type { Action, Direction, Policy, Rule } from "./types.ts";
@@ -188,10 +188,39 @@ function compileDirection(
   const cidrHint = "use fewer distinct CIDRs";
   budget.take("lpm_v4", classes.v4.length, what, dir, cidrHint);
   budget.take("lpm_v6", classes.v6.length, what, dir, cidrHint);
-  const table = l4Decisions(classes, shapes, spend);
+  // Entries are counted row by row, so that a file past its share stops here,
+  // not after building every row.
+  const totals = { hash: 0, lpm: 0 };
+  const l4Hint = "use fewer distinct CIDRs or port ranges, or fewer rules without CIDRs";
+  const table = l4Decisions(classes, shapes, spend, (hash, lpm) => {
+    totals.hash += hash;
+    totals.lpm += lpm;
+    const hashOver = totals.hash > budget.left.rule_hash;
+    const lpmOver = totals.lpm > budget.left.port_lpm;
+    const forced = opts.forceMode;
+    if (forced === "hash" ? hashOver : forced === "lpm" ? lpmOver : hashOver && lpmOver) {
+      const lpm = forced === "lpm" ||
+        (forced === undefined &&
+          totals.lpm / budget.left.port_lpm < totals.hash / budget.left.rule_hash);
+      budget.take(
+        lpm ? "port_lpm" : "rule_hash",
+        lpm ? totals.lpm : totals.hash,
+        what,
+        dir,
+        l4Hint,
+        { atLeast: true },
+      );
+    }
+  });
 
-  const mode = opts.forceMode ?? chooseMode(table, budget);
-  checkCapacity(what, dir, mode, table, budget);
+  const mode = opts.forceMode ?? chooseMode(totals, budget);
+  budget.take(
+    mode === "hash" ? "rule_hash" : "port_lpm",
+    mode === "hash" ? totals.hash : totals.lpm,
+    what,
+    dir,
+    l4Hint,
+  );
   const { hash, lpm, exactProtos, anyProtos } = materialize(table, mode);
 
   let flags = 0;
@@ -212,52 +241,15 @@ function compileDirection(
   };
 }
 
-/** Entry counts of both modes: every L4 key of every interval, or its aligned prefixes. */
-function entryCounts(table: L4Table): { hash: number; lpm: number } {
-  let hash = 0;
-  let lpm = 0;
-  const { segs } = table;
-  for (let r = 0; r < table.cls.length; r++) {
-    for (let j = table.segStart[r]; j < table.segStart[r + 1]; j += 3) {
-      hash += segs[j + 1] - segs[j] + 1;
-      lpm += prefixCount(segs[j], segs[j + 1], 1);
-    }
-    if (table.fallback[r] >= 0) {
-      hash++;
-      lpm++;
-    }
-  }
-  return { hash, lpm };
-}
-
 /**
  * Hash mode unless it takes more than 65,536 entries and more than 4× LPM
  * mode's, or more than what is left of the file's rule_hash share while LPM
  * mode fits in its port_lpm share.
  */
-function chooseMode(table: L4Table, budget: CompileBudget): L4Mode {
-  const n = entryCounts(table);
+function chooseMode(n: { hash: number; lpm: number }, budget: CompileBudget): L4Mode {
   if (n.hash > HASH_MODE_LIMIT && n.hash > LPM_ADVANTAGE * n.lpm) return "lpm";
   if (n.hash > budget.left.rule_hash && n.lpm <= budget.left.port_lpm) return "lpm";
   return "hash";
-}
-
-/** Takes the entries of `mode` from the budget before building them (or refuses). */
-function checkCapacity(
-  what: string,
-  dir: Direction,
-  mode: L4Mode,
-  table: L4Table,
-  budget: CompileBudget,
-): void {
-  const n = entryCounts(table);
-  budget.take(
-    mode === "hash" ? "rule_hash" : "port_lpm",
-    mode === "hash" ? n.hash : n.lpm,
-    what,
-    dir,
-    "use fewer distinct CIDRs or port ranges, or fewer rules without CIDRs",
-  );
 }
 
 /** The L4 entries of one direction in `mode`, and the hash-mode protocol bits. */

@@ -16,7 +16,7 @@ import {
   PROTO_UDP,
 } from "../datapath/layout.ts";
 import type { AddressClasses } from "./classes.ts";
-import { firstCoverSegments, normalizeRanges } from "./intervals.ts";
+import { firstCoverSegments, normalizeRanges, prefixCount } from "./intervals.ts";
 import { PROTO_CLASSES } from "./protocol.ts";
 import type { Rule } from "./types.ts";
 
@@ -115,6 +115,25 @@ function flatten(shapes: readonly RuleShape[]): FlatShapes {
   return { protos, l4Start, l4End, l4 };
 }
 
+/**
+ * The entries one row (`segs[from, to)` and its fallback) takes in each L4
+ * mode: every L4 key of its intervals (hash), or their aligned prefixes (LPM).
+ */
+export function rowEntries(
+  segs: readonly number[],
+  from: number,
+  to: number,
+  hasFallback: boolean,
+): { hash: number; lpm: number } {
+  let hash = hasFallback ? 1 : 0;
+  let lpm = hash;
+  for (let j = from; j < to; j += 3) {
+    hash += segs[j + 1] - segs[j] + 1;
+    lpm += prefixCount(segs[j], segs[j + 1], 1);
+  }
+  return { hash, lpm };
+}
+
 /** Longest possible containment chain (IPv6 /0../128) plus the any-address list. */
 const MAX_LISTS = 130;
 
@@ -127,6 +146,7 @@ export function l4Decisions(
   classes: AddressClasses,
   ruleShapes: readonly RuleShape[],
   spend: (steps: number) => void = () => {},
+  onRow: (hashEntries: number, lpmEntries: number) => void = () => {},
 ): L4Table {
   const table: L4Table = { cls: [], proto: [], fallback: [], segStart: [0], segs: [] };
   const { rules: buf, anyCount, classNode, parent, addedStart, addedEnd } = classes;
@@ -196,9 +216,12 @@ export function l4Decisions(
       table.cls.push(cls);
       table.proto.push(PROTO_BY_INDEX[p]);
       table.fallback.push(fallback[p]);
+      const rowStart = table.segStart[table.segStart.length - 1];
       table.segStart.push(table.segs.length);
+      const counts = rowEntries(table.segs, rowStart, table.segs.length, fallback[p] >= 0);
       candidates[p].length = 0;
       fallback[p] = -1;
+      onRow(counts.hash, counts.lpm);
     }
   }
   return table;

@@ -82,13 +82,27 @@ export class Reporter {
   }
 }
 
-/** A scalar as written in a message: strings quoted (long ones cut), others as they are. */
+/**
+ * A scalar as written in a message: strings quoted, with invisible
+ * characters escaped (`\u200b`: a bidi control would turn the terminal's
+ * line around) and long ones cut; others as they are.
+ */
 export function show(v: YValue): string {
   if (typeof v !== "string") return String(v);
-  if (v.length <= MAX_SHOWN_CHARS) return JSON.stringify(v);
-  return `${JSON.stringify(v.slice(0, MAX_SHOWN_CHARS - 20))}… (${
+  if (v.length <= MAX_SHOWN_CHARS) return quote(v);
+  return `${quote(v.slice(0, MAX_SHOWN_CHARS - 20))}… (${
     v.length.toLocaleString("en-US")
   } characters)`;
+}
+
+/** Characters that JSON leaves as they are but a terminal would not show as written. */
+const INVISIBLE = /[\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]/gu;
+
+function quote(s: string): string {
+  return JSON.stringify(s).replace(
+    INVISIBLE,
+    (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, "0")}`,
+  );
 }
 
 /** What a node is, for "must be X, not Y" messages. */

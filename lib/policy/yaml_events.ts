@@ -214,7 +214,7 @@ class TreeBuilder {
   #versionWarning(version: string): void {
     this.#problems.push({
       severity: "warning",
-      offset: Math.max(0, this.#text.indexOf("%YAML")),
+      offset: Math.max(0, this.#text.search(/^%YAML/m)),
       message: `%YAML ${version}: tinyfw reads every policy file as YAML 1.2 with the core ` +
         "schema (yes and no are strings, 0120 is the number 120, 1:20 a string)",
     });

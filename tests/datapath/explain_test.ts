@@ -3,7 +3,12 @@
  * evaluator on generated policies and questions: verdict, deciding rule, reason.
  */
 import assert from "node:assert/strict";
-import { explainedPacket, Explainer, type ExplainQuery } from "../../lib/explain.ts";
+import {
+  explainedPacket,
+  Explainer,
+  type ExplainQuery,
+  formatExplanation,
+} from "../../lib/explain.ts";
 import { compilePolicy } from "../../lib/policy/compile.ts";
 import { evaluate } from "../../lib/policy/evaluate.ts";
 import { buildFrame, type FrameSpec } from "../../lib/policy/build.ts";
@@ -89,4 +94,24 @@ Deno.test("explain: the kernel's answer equals the reference evaluator's on 5,50
   }
   assert.deepEqual(problems, [], problems.join("\n\n"));
   assert.ok(asked >= 5000, `only ${asked} questions`);
+});
+
+Deno.test("explain: addresses with ports are written as endpoints, IPv6 in brackets", () => {
+  const base = {
+    verdict: "allow" as const,
+    policy: "p",
+    rule: null,
+    reason: "default" as const,
+    direction: "egress" as const,
+  };
+  const v6 = formatExplanation({
+    ...base,
+    packet: { family: 6, proto: "udp", src: "fd00::1", dst: "fd00::a", sport: 40000, dport: 53 },
+  });
+  assert.match(v6.split("\n")[0], /^ALLOW  udp \[fd00::1\]:40000 -> \[fd00::a\]:53 \(egress\)$/);
+  const v4 = formatExplanation({
+    ...base,
+    packet: { family: 4, proto: "tcp", src: "10.0.0.1", dst: "10.0.0.2", sport: 1, dport: 80 },
+  });
+  assert.match(v4.split("\n")[0], /^ALLOW  tcp 10\.0\.0\.1:1 -> 10\.0\.0\.2:80 \(egress\)$/);
 });

@@ -193,6 +193,14 @@ Deno.test("run: errors", () => {
   usageError("--cmode --metrics-addr 300.1.1.1:1", /host '300.1.1.1'/);
   usageError("--cmode --metrics-addr [1.2.3.4]:1", /not an IPv6 address/);
   usageError("--cmode --metrics-addr [::1]", /--metrics-addr must be HOST:PORT/);
+  // A bad value is named even when --iface and --cmode are missing too.
+  usageError("--xdp-mode turbo", /--xdp-mode must be auto, native or generic, not 'turbo'/);
+  usageError("--metrics-addr garbage", /--metrics-addr must be HOST:PORT/, /'garbage'/);
+  usageError("--pin-path rel", /--pin-path must be an absolute path/);
+  usageError("--namespace a/b", /is not a containerd namespace/);
+  usageError("--iface eth*", /--iface 'eth\*' is not an interface name: patterns are not supported/);
+  usageError("--help=1", /--help takes no value \(got '1'\)/);
+  usageError("check --help=yes", /--help takes no value/);
 });
 
 // --- logging options -------------------------------------------------------
