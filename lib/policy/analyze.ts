@@ -16,13 +16,13 @@
  */
 
 import { MAX_COUNTERS } from "../datapath/layout.ts";
-import { containsCidr } from "./cidr.ts";
+import { maskAddress } from "./cidr.ts";
 import { CompileBudget } from "./budget.ts";
 import { type CompiledPolicy, CompileError, compilePolicy } from "./compile.ts";
 import { ruleWhere } from "./lint.ts";
 import type { Reporter } from "./report.ts";
 import type { ValidatedSet } from "./schema.ts";
-import type { Policy, PortRange, Rule } from "./types.ts";
+import type { Cidr, Policy, PortRange, Rule } from "./types.ts";
 
 /** Most steps spent naming the rules that shadow others, for the whole file. */
 export const MAX_COVER_WORK = 4_000_000;
@@ -87,12 +87,22 @@ function warnShadowed(
 ): void {
   const policy = compiled.policy;
   const live = decidingRules(compiled);
+  const sets = new Map<number, CidrSet>(); // the CIDR sets of earlier rules, built once each
   for (let j = 0; j < live.length; j++) {
     if (live[j]) continue;
     let culprit = -1;
     for (let q = 0; q < j && budget.left > 0; q++) {
-      budget.left -= coverCost(policy.rules[q], policy.rules[j]);
-      if (budget.left >= 0 && covers(policy.rules[q], policy.rules[j])) {
+      const rq = policy.rules[q];
+      const rj = policy.rules[j];
+      let set = sets.get(q);
+      if (!set && rq.cidrs?.length) {
+        budget.left -= rq.cidrs.length;
+        if (budget.left < 0) break;
+        sets.set(q, set = cidrSet(rq.cidrs));
+      }
+      budget.left -= coverCost(rq, rj, set);
+      if (budget.left < 0) break;
+      if (covers(rq, rj, set)) {
         culprit = q;
         break;
       }
@@ -111,15 +121,47 @@ function ruleLabel(policy: Policy, q: number): string {
   return name === `${policy.name}#${q + 1}` ? `rule ${q + 1}` : `rule ${q + 1} (${name})`;
 }
 
-/** The steps `covers(q, r)` takes at most. */
-function coverCost(q: Rule, r: Rule): number {
-  const lists = (q.ports?.length ?? 0) * (1 + (r.ports?.length ?? 0)) +
-    (q.cidrs?.length ?? 0) * (r.cidrs?.length ?? 0);
-  return 1 + lists;
+/** The steps `covers(q, r, set)` takes at most, with `set` q's CIDR set (when it has CIDRs). */
+function coverCost(q: Rule, r: Rule, set: CidrSet | undefined): number {
+  const ports = (q.ports?.length ?? 0) * (1 + (r.ports?.length ?? 0));
+  if (!set) return 1 + ports;
+  return 1 + ports + (r.cidrs?.length ?? 0) * (set.lengths[0].length + set.lengths[1].length);
 }
 
-/** True when every packet `r` matches is matched by `q` (a sufficient test, not a complete one). */
-export function covers(q: Rule, r: Rule): boolean {
+/** A rule's CIDRs for containment checks: their keys, and the prefix lengths of each family. */
+interface CidrSet {
+  keys: Set<string>;
+  /** Distinct lengths: [IPv4, IPv6]. */
+  lengths: [number[], number[]];
+}
+
+function cidrKey(family: number, addr: Uint8Array, len: number): string {
+  return `${family}/${len}/${maskAddress(addr, len).join(".")}`;
+}
+
+function cidrSet(cidrs: readonly Cidr[]): CidrSet {
+  const keys = new Set<string>();
+  const lengths: [Set<number>, Set<number>] = [new Set(), new Set()];
+  for (const c of cidrs) {
+    keys.add(cidrKey(c.family, c.addr, c.len));
+    lengths[c.family === 4 ? 0 : 1].add(c.len);
+  }
+  return { keys, lengths: [[...lengths[0]], [...lengths[1]]] };
+}
+
+/** True when a CIDR of `set` contains `c`: `c` cut to each of the set's lengths is in it. */
+function inCidrSet(set: CidrSet, c: Cidr): boolean {
+  for (const len of set.lengths[c.family === 4 ? 0 : 1]) {
+    if (len <= c.len && set.keys.has(cidrKey(c.family, c.addr, len))) return true;
+  }
+  return false;
+}
+
+/**
+ * True when every packet `r` matches is matched by `q` (a sufficient test, not
+ * a complete one). `qCidrs`: q's CIDR set, when the caller keeps one.
+ */
+export function covers(q: Rule, r: Rule, qCidrs?: CidrSet): boolean {
   if (q.direction !== "both" && q.direction !== r.direction) return false;
   if (q.protocol !== "any" && q.protocol !== r.protocol) return false;
   if (q.ports?.length) {
@@ -131,7 +173,8 @@ export function covers(q: Rule, r: Rule): boolean {
   }
   if (q.cidrs?.length) {
     if (!r.cidrs?.length) return false;
-    if (!r.cidrs.every((c) => q.cidrs!.some((o) => containsCidr(o, c)))) return false;
+    const set = qCidrs ?? cidrSet(q.cidrs);
+    if (!r.cidrs.every((c) => inCidrSet(set, c))) return false;
   }
   return true;
 }

@@ -149,7 +149,12 @@ export function l4Decisions(
   onRow: (hashEntries: number, lpmEntries: number) => void = () => {},
 ): L4Table {
   const table: L4Table = { cls: [], proto: [], fallback: [], segStart: [0], segs: [] };
-  const { rules: buf, anyCount, classNode, parent, addedStart, addedEnd } = classes;
+  const { classNode, parent, addedStart, addedEnd } = classes;
+  // `buf` holds the any-address rules at [0, anyCount), then every node's added
+  // rules at their offset + `shift` (after class 0, only the live any-address rules).
+  let buf = classes.rules;
+  let anyCount = classes.anyCount;
+  let shift = 0;
   const shapes = flatten(ruleShapes);
   const fallback = [-1, -1, -1, -1, -1, -1];
   const candidates: number[][] = [[], [], [], [], [], []];
@@ -165,8 +170,8 @@ export function l4Decisions(
     }
     for (let n = classNode[cls]; n >= 0; n = parent[n]) {
       if (addedEnd[n] > addedStart[n]) {
-        heads[lists] = addedStart[n];
-        ends[lists++] = addedEnd[n];
+        heads[lists] = addedStart[n] + shift;
+        ends[lists++] = addedEnd[n] + shift;
       }
     }
     let touched = 0;
@@ -209,8 +214,9 @@ export function l4Decisions(
     spend(examined);
     for (let p = 0; touched; p++, touched >>= 1) {
       if (!(touched & 1)) continue;
-      if (candidates[p].length) {
-        spend(candidates[p].length / 3);
+      const k = candidates[p].length / 3;
+      if (k) {
+        spend(k * (1 + Math.ceil(Math.log2(k + 1)))); // a sort and a sweep
         firstCoverSegments(candidates[p], table.segs);
       }
       table.cls.push(cls);
@@ -223,6 +229,31 @@ export function l4Decisions(
       fallback[p] = -1;
       onRow(counts.hash, counts.lpm);
     }
+    if (cls === 0 && anyCount) {
+      ({ buf, anyCount, shift } = withLiveAnyRules(classes, table));
+    }
   }
   return table;
+}
+
+/**
+ * Class 0's candidates are the any-address rules alone. Those that decide
+ * nothing there (shadowed by earlier any-address rules) decide nothing in any
+ * class, since the rules that shadow them are candidates of every class:
+ * leaving them out keeps each class's work to the rules that can matter.
+ */
+function withLiveAnyRules(
+  classes: AddressClasses,
+  table: L4Table,
+): { buf: Int32Array; anyCount: number; shift: number } {
+  const live = new Set<number>();
+  for (let r = 0; r < table.cls.length; r++) {
+    if (table.fallback[r] >= 0) live.add(table.fallback[r]);
+    for (let j = table.segStart[r]; j < table.segStart[r + 1]; j += 3) live.add(table.segs[j + 2]);
+  }
+  const any = classes.rules.subarray(0, classes.anyCount).filter((rule) => live.has(rule));
+  const buf = new Int32Array(any.length + classes.rules.length - classes.anyCount);
+  buf.set(any, 0);
+  buf.set(classes.rules.subarray(classes.anyCount), any.length);
+  return { buf, anyCount: any.length, shift: any.length - classes.anyCount };
 }

@@ -50,7 +50,7 @@ export const WORST_CASES: readonly WorstCase[] = [
       const rules = [`      - {action: deny, cidrs: &all [${v4s(2000).join(", ")}]}`];
       for (let i = 1; i < 3000; i++) rules.push(`      - {action: deny, cidrs: *all}`);
       const body = header(["  - name: p", "    rules:", ...rules]);
-      return body + "#".padEnd(99, " padding") .concat("\n").repeat(
+      return body + "#".padEnd(99, " padding").concat("\n").repeat(
         Math.floor((30_000_000 - body.length) / 100),
       );
     },
@@ -90,22 +90,30 @@ export const WORST_CASES: readonly WorstCase[] = [
   },
   {
     name: "max-cidrs-mixed-lengths",
-    about: "250,000 CIDRs of every length, both families, nested, in 50,000 rules",
+    about: "250,000 CIDRs of many lengths, both families, five to a rule, in 50,000 rules",
     text: () => {
+      // Each CIDR in a block of its own (a /24 or a /48), of a length within it: no nesting,
+      // so every CIDR is a class of its own and the file stays within the compiled limits.
       const rules: string[] = [];
       let k = 0;
       for (let i = 0; i < 50_000; i++) {
         const cidrs: string[] = [];
         for (let j = 0; j < 5; j++, k++) {
           if (k % 2) {
-            const len = 16 + (k % 113);
-            cidrs.push(`"fd${(k % 256).toString(16).padStart(2, "0")}:${(k >> 8).toString(16)}::/${len}"`);
+            const b = k >> 1;
+            cidrs.push(
+              `"fd00:${(b >> 16).toString(16)}:${(b & 0xffff).toString(16)}::/${48 + (k % 81)}"`,
+            );
           } else {
-            const len = 8 + (k % 25);
-            cidrs.push(`"${10 + (k % 50)}.${(k >> 6) & 255}.${(k >> 14) & 255}.0/${len}"`);
+            const b = k >> 1;
+            cidrs.push(`"${10 + (b >> 16)}.${(b >> 8) & 255}.${b & 255}.0/${24 + (k % 9)}"`);
           }
         }
-        rules.push(`      - {action: deny, protocol: udp, ports: [${1 + (i % 1000)}], cidrs: [${cidrs.join(", ")}]}`);
+        rules.push(
+          `      - {action: deny, protocol: udp, ports: [${1 + (i % 1000)}], cidrs: [${
+            cidrs.join(", ")
+          }]}`,
+        );
       }
       return header(["  - name: p", "    rules:", ...rules]);
     },
@@ -124,15 +132,33 @@ export const WORST_CASES: readonly WorstCase[] = [
     expect: /cidrs lists reach 250,00[1-5] entries here .* at most 250,000/,
   },
   {
-    name: "compile-steps",
-    about: "40,000 rules without CIDRs before 60,000 with CIDRs: every class considers them all",
+    name: "shadowed-any-rules",
+    about: "40,000 identical rules without CIDRs before 60,000 with: the copies are left out early",
     text: () => {
       const rules: string[] = [];
       for (let i = 0; i < 40_000; i++) {
-        rules.push(`      - {action: allow, protocol: tcp, ports: [${1 + i}]}`);
+        rules.push(`      - {action: allow, protocol: tcp, ports: [8080]}`);
       }
       for (let i = 0; i < 60_000; i++) {
         rules.push(`      - {action: deny, cidrs: [${v4s(1, i)[0]}]}`);
+      }
+      return header(["  - name: p", "    rules:", ...rules]);
+    },
+    expect: "ok",
+  },
+  {
+    name: "compile-steps",
+    about: "60,000 CIDR rules on every TCP port, then 40,000 on one port each, without CIDRs: " +
+      "every address class must consider them all",
+    text: () => {
+      const rules: string[] = [];
+      for (let i = 0; i < 60_000; i++) {
+        rules.push(
+          `      - {action: deny, protocol: tcp, ports: ["1-65535"], cidrs: [${v4s(1, i)[0]}]}`,
+        );
+      }
+      for (let i = 0; i < 40_000; i++) {
+        rules.push(`      - {action: allow, protocol: tcp, ports: [${1 + i}]}`);
       }
       return header(["  - name: p", "    rules:", ...rules]);
     },
@@ -145,11 +171,16 @@ export const WORST_CASES: readonly WorstCase[] = [
       const rules: string[] = [];
       for (let i = 0; i < 100_000; i++) {
         const ports = Array.from({ length: 15 }, (_, j) => 1 + ((i * 15 + j) * 3) % 65000);
-        rules.push(`      - {action: deny, protocol: udp, ports: [${ports.join(", ")}], cidrs: [${v4s(1, i)[0]}]}`);
+        rules.push(
+          `      - {action: deny, protocol: udp, ports: [${ports.join(", ")}], cidrs: [${
+            v4s(1, i)[0]
+          }]}`,
+        );
       }
       return header(["  - name: p", "    rules:", ...rules]);
     },
-    expect: /needs [0-9,]+ (rule_hash|port_lpm) entries for ingress, more than a policy file may use/,
+    expect:
+      /needs (at least )?[0-9,]+ (rule_hash|port_lpm) entries for ingress, more than a policy/,
   },
   {
     name: "deep-nesting",
@@ -165,9 +196,10 @@ export const WORST_CASES: readonly WorstCase[] = [
   },
   {
     name: "many-nodes-events",
-    about: "a block list of 4,000,000 items after an anchor (js-yaml's path, bounded before parsing)",
+    about:
+      "a block list of 4,000,000 items after an anchor (js-yaml's path, bounded before parsing)",
     text: () => `x: &a 1\npolicies:\n${"- 1\n".repeat(4_000_000)}`,
-    expect: /too many YAML values: its separators allow up to 4,000,00\d/,
+    expect: /too many YAML values: its separators allow up to 8,000,00\d/,
   },
   {
     name: "huge-string",
@@ -187,7 +219,10 @@ export const WORST_CASES: readonly WorstCase[] = [
           "    rules:",
           ...Array.from(
             { length: 50 },
-            (_, j) => `      - {action: deny, protocol: tcp, ports: [${1 + j}], cidrs: ["10.${i % 256}.${j}.0/24"]}`,
+            (_, j) =>
+              `      - {action: deny, protocol: tcp, ports: [${1 + j}], cidrs: ["10.${
+                i % 256
+              }.${j}.0/24"]}`,
           ),
         );
       }
