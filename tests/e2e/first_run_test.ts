@@ -20,7 +20,8 @@ function readmeFirstCommand(): string {
 }
 
 /** Lines tinyfw's own code prints on a start: setup, the object build, the agent's log. */
-const OWN_LINE = /^(setup: |build-bpf: |\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO |WARN |ERROR) )/;
+const OWN_LINE =
+  /^(setup: |build-bpf: |\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO |WARN |ERROR) )/;
 
 Deno.test("first run: the README's first command, in a fresh clone, filters an interface", async () => {
   const command = readmeFirstCommand();
@@ -76,7 +77,11 @@ Deno.test("first run: the README's first command, in a fresh clone, filters an i
       assert.equal(xdpOf(server, iface).mode, "none", "still attached after Ctrl-C");
       const foreign = output.split("\n").filter((l) => l !== "" && !OWN_LINE.test(l));
       assert.deepEqual(foreign, [], `printed lines that are not tinyfw's own:\n${output}`);
-      assert.match(output, /build-bpf: built bpf\/tinyfw.bpf.o/, "the fresh clone built its object");
+      assert.match(
+        output,
+        /build-bpf: built bpf\/tinyfw.bpf.o/,
+        "the fresh clone built its object",
+      );
     });
   } finally {
     await Deno.remove(clone, { recursive: true });

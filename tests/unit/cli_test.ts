@@ -198,7 +198,10 @@ Deno.test("run: errors", () => {
   usageError("--metrics-addr garbage", /--metrics-addr must be HOST:PORT/, /'garbage'/);
   usageError("--pin-path rel", /--pin-path must be an absolute path/);
   usageError("--namespace a/b", /is not a containerd namespace/);
-  usageError("--iface eth*", /--iface 'eth\*' is not an interface name: patterns are not supported/);
+  usageError(
+    "--iface eth*",
+    /--iface 'eth\*' is not an interface name: patterns are not supported/,
+  );
   usageError("--help=1", /--help takes no value \(got '1'\)/);
   usageError("check --help=yes", /--help takes no value/);
 });
