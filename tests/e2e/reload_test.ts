@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { AgentProcess } from "../helpers/agent_process.ts";
+import { addressMax, portMax } from "../helpers/max_policies.ts";
 import {
   CLIENT4,
   CLIENT6,
@@ -217,6 +218,67 @@ Deno.test("reload: a 100,000-rule policy passes check and is reloaded into force
         assert.equal(await reach(client, "udp", SERVER4, 9), false, "discard (UDP 9) not enforced");
         assert.equal(await agent.stop(), 0, agent.log);
       } finally {
+        await agent.stop("SIGKILL");
+      }
+    });
+  });
+});
+
+Deno.test("reload: from one maximum-size policy to another under a flood: every switch fits, none leaks", async () => {
+  // The capacity contract: each file at a maximum of docs/POLICY.md's limits, and every
+  // reload writes the new one beside the one in force before the switch.
+  const files = [addressMax(0), portMax(0), addressMax(1), portMax(1)];
+  await withPolicyFile(async (file) => {
+    await withTopology(async ({ server, client, iface }) => {
+      await startServer(server, { udp: [9] });
+      await Deno.writeTextFile(file, files[0]);
+      const agent = AgentProcess.start(
+        ["--iface", iface, "--policy", file, "--log-format", "json"],
+        server,
+      );
+      let flooder: Awaited<ReturnType<typeof client.spawn>> | undefined;
+      try {
+        await agent.waitFor(/attached to/, 120_000);
+        await client.exec(["ping", "-c", "1", "-W", "2", SERVER4]);
+        flooder = await client.spawn([
+          Deno.execPath(),
+          "run",
+          "--allow-all",
+          "--quiet",
+          NETPEER,
+          "flood",
+          SERVER4,
+          "9",
+          "5",
+        ]);
+        for (let i = 1; i < files.length; i++) {
+          await replaceFile(file, files[i]);
+          agent.signal("SIGHUP");
+          await agent.waitForCount(RELOADED, i, 180_000);
+        }
+        flooder.child.kill("SIGTERM");
+        const out = new TextDecoder().decode((await flooder.child.output()).stdout);
+        const m = /sent (\d+) received (\d+)/.exec(out);
+        assert.ok(m, `flooder said: ${out}`);
+        const [sent, received] = [BigInt(m[1]), BigInt(m[2])];
+        assert.ok(sent > 1000n, `only ${sent} datagrams were sent`);
+        assert.equal(received, 0n, `${received} of ${sent} datagrams to port 9 got through`);
+        assert.equal(agent.count(REJECTED), 0, agent.log);
+        const times = [...agent.log.matchAll(/policy reloaded \(SIGHUP\) in (\d+) ms/g)];
+        console.log(`maximum-size reloads: ${times.map((t) => t[1]).join(", ")} ms`);
+
+        assert.equal(await agent.stop(), 0);
+        let counted = 0n;
+        for (const line of agent.log.split("\n")) {
+          if (!line.startsWith("{")) continue;
+          const rec = JSON.parse(line);
+          if (rec.policy === "hosts" && rec.rule === "discard" && rec.packets !== undefined) {
+            counted += BigInt(rec.packets);
+          }
+        }
+        assert.equal(counted, sent, `the discard rule counted ${counted} of ${sent} datagrams`);
+      } finally {
+        await flooder?.kill();
         await agent.stop("SIGKILL");
       }
     });
