@@ -192,7 +192,7 @@ Deno.test("reload: 200 switches between two 10,000-rule policies under load let 
 });
 
 Deno.test("reload: a 100,000-rule policy passes check and is reloaded into force", async () => {
-  const big = bigPolicy(100_000, false, 3);
+  const big = bigPolicy(99_999, false, 3); // with `discard`: 100,000 rules, the most a file holds
   await withPolicyFile(async (file) => {
     await Deno.writeTextFile(`${file}.big`, big);
     const check = await new Deno.Command(Deno.execPath(), {
@@ -201,7 +201,7 @@ Deno.test("reload: a 100,000-rule policy passes check and is reloaded into force
       stderr: "piped",
     }).output();
     assert.equal(check.code, 0, new TextDecoder().decode(check.stderr));
-    assert.match(new TextDecoder().decode(check.stdout), /100001 rules|100,001 rules/);
+    assert.match(new TextDecoder().decode(check.stdout), /100,000 rules/);
 
     await withTopology(async ({ server, client, iface }) => {
       await startServer(server, { udp: [9] });
