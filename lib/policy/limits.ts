@@ -36,5 +36,8 @@ export const MAX_RULES = 100_000;
 /** Most entries of `cidrs` lists in one file, all rules together, aliases expanded. */
 export const MAX_CIDRS = 250_000;
 
+/** Most errors (and most warnings) reported for one file; the rest are counted in one line. */
+export const MAX_DIAGNOSTICS = 1_000;
+
 /** Longest string shown whole in a message; longer ones are cut. */
 export const MAX_SHOWN_CHARS = 80;

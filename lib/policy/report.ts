@@ -7,7 +7,7 @@
  */
 
 import { compareDiagnostics, type Diagnostic, LineIndex, type Severity } from "./diagnostics.ts";
-import { MAX_SHOWN_CHARS } from "./limits.ts";
+import { MAX_DIAGNOSTICS, MAX_SHOWN_CHARS } from "./limits.ts";
 import type { YNode, YValue } from "./yaml_tree.ts";
 
 /** Which policy and rule a diagnostic is about. */
@@ -32,6 +32,7 @@ export class Reporter {
   #lines: LineIndex | undefined;
   readonly #pending: Pending[] = [];
   #errors = 0;
+  #warnings = 0;
 
   constructor(text: string) {
     this.#text = text;
@@ -48,14 +49,18 @@ export class Reporter {
     return this.#lines.position(offset).line;
   }
 
-  /** Records an error at `offset` (`where` is copied: callers may reuse it). */
+  /**
+   * Records an error at `offset` (`where` is copied: callers may reuse it).
+   * Past {@link MAX_DIAGNOSTICS} errors they are only counted.
+   */
   error(offset: number, where: Where, field: string | undefined, message: string): void {
-    this.#errors++;
+    if (++this.#errors > MAX_DIAGNOSTICS) return;
     this.#pending.push({ severity: "error", offset, where: { ...where }, field, message });
   }
 
-  /** Records a warning at `offset`. */
+  /** Records a warning at `offset`; past {@link MAX_DIAGNOSTICS} warnings they are only counted. */
   warn(offset: number, where: Where, field: string | undefined, message: string): void {
+    if (++this.#warnings > MAX_DIAGNOSTICS) return;
     this.#pending.push({ severity: "warning", offset, where: { ...where }, field, message });
   }
 
@@ -78,6 +83,19 @@ export class Reporter {
     }
     errors.sort(compareDiagnostics);
     warnings.sort(compareDiagnostics);
+    const more = (list: Diagnostic[], count: number, what: string) => {
+      if (count <= MAX_DIAGNOSTICS) return;
+      const last = list[list.length - 1];
+      list.push({
+        severity: last.severity,
+        message: `${(count - MAX_DIAGNOSTICS).toLocaleString("en-US")} more ${what} are not ` +
+          `shown (the first ${MAX_DIAGNOSTICS.toLocaleString("en-US")} found are)`,
+        line: last.line,
+        column: last.column,
+      });
+    };
+    more(errors, this.#errors, "errors");
+    more(warnings, this.#warnings, "warnings");
     return { errors, warnings };
   }
 }

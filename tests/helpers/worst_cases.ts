@@ -15,8 +15,10 @@ export interface WorstCase {
   /** What makes it hard. */
   about: string;
   text: () => string;
-  /** `ok`: valid; otherwise a pattern every error must match (there is at least one). */
+  /** `ok`: valid; otherwise a pattern the (one) error must match. */
   expect: "ok" | RegExp;
+  /** The file has many errors (at most MAX_DIAGNOSTICS are reported), the first matching. */
+  manyErrors?: boolean;
 }
 
 const header = (body: string[]) => ["policies:", ...body].join("\n") + "\n";
@@ -200,6 +202,26 @@ export const WORST_CASES: readonly WorstCase[] = [
       "a block list of 4,000,000 items after an anchor (js-yaml's path, bounded before parsing)",
     text: () => `x: &a 1\npolicies:\n${"- 1\n".repeat(4_000_000)}`,
     expect: /too many YAML values: its separators allow up to 8,000,00\d/,
+  },
+  {
+    name: "events-at-the-limit",
+    about: "2,900,000 values after an anchor: the most js-yaml's events are let hold",
+    text: () => `policies: &a [${"1,".repeat(2_899_999)}1]\n`,
+    expect: /has 2,900,000 policies; a policy file holds at most 1,000/,
+  },
+  {
+    name: "many-errors",
+    about: "100,000 rules with a bad action each: 1,000 errors reported, the rest counted",
+    text: () => {
+      const body: string[] = [];
+      for (let i = 0; i < 1000; i++) {
+        body.push(`  - name: p${i}`, "    rules:");
+        for (let j = 0; j < 100; j++) body.push("      - {action: maybe}");
+      }
+      return header(body);
+    },
+    expect: /"maybe" is not an action: use allow or deny/,
+    manyErrors: true,
   },
   {
     name: "huge-string",
