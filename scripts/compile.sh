@@ -32,7 +32,7 @@ if [ -n "${DENORT_BIN:-}" ]; then
   fi
 fi
 
-deno task build:bpf
+bash scripts/build-bpf.sh
 
 log=$(mktemp /tmp/tinyfw-compile.XXXXXX.log)
 trap 'rm -f "$log"' EXIT
