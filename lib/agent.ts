@@ -40,6 +40,7 @@ import { DIR_INGRESS } from "./datapath/layout.ts";
 import { type CompiledPolicy, compilePolicy } from "./policy/compile.ts";
 import { diffPolicy, formatDiff } from "./policy/diff.ts";
 import {
+  fileError,
   formatDiagnostic,
   loadPolicyFile,
   type LoadResult,
@@ -278,10 +279,7 @@ export class Agent {
     // The same reader as start-up and `tinyfw check`, in two steps so that an
     // unchanged file costs no parse.
     const read = readPolicyFile(file);
-    if (!read.ok) {
-      log.error("{diagnostic}", { diagnostic: formatDiagnostic(read.error, file) });
-      return this.#rejected(reason, read.error.message);
-    }
+    if (!read.ok) return this.#rejected(reason, fileError(read.error, file));
     const text = read.text;
     if (ifChanged && text === this.#loadedText) return true;
     const result: LoadResult = parsePolicyText(text, file);

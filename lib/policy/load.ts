@@ -132,8 +132,7 @@ export function requireValid(
   const [first] = result.errors;
   const end = consequence ? `; ${consequence}.` : ".";
   if (result.errors.length === 1 && first.line === undefined) {
-    // The file as a whole: "cannot read the policy file: ...", "the policy file is UTF-16 ...".
-    const m = first.message.replace("the policy file", `the policy file ${file}`);
+    const m = fileError(first, file);
     throw new ConfigError(`${m.charAt(0).toUpperCase()}${m.slice(1)}${end}`);
   }
   const n = result.errors.length;
@@ -141,6 +140,15 @@ export function requireValid(
     `The policy file ${file} is not valid (${n} ${n === 1 ? "error" : "errors"})${end}`,
     { details: result.errors.map((e) => formatDiagnostic(e, file)) },
   );
+}
+
+/**
+ * An error about the file as a whole ("cannot read the policy file: it does
+ * not exist", "the policy file is UTF-16 text...") as a sentence naming it:
+ * "cannot read the policy file /etc/p.yaml: it does not exist".
+ */
+export function fileError(d: Diagnostic, file: string): string {
+  return d.message.replace("the policy file", `the policy file ${file}`);
 }
 
 /** Reads, parses and validates the policy file at `path`. Never throws for a bad file. */

@@ -112,10 +112,16 @@ Deno.test("bad input: a reload refuses every bad corpus file with check's errors
           await agent.waitForCount(/policy reload \([^)]*\) rejected/g, ++rejected);
           const errors = diagnostics(check.stderr, bad).filter((l) => / error: /.test(l))
             .map((l) => l.replace(bad, file));
-          const logged = diagnostics(agent.log.slice(before), file).filter((l) =>
-            / error: /.test(l)
-          );
+          const log = agent.log.slice(before);
+          const logged = diagnostics(log, file).filter((l) => / error: /.test(l));
           assert.deepEqual(logged, errors, `reload of ${bad}`);
+          // A file refused as a whole (not UTF-8...): the same sentence as check's.
+          const whole = /^tinyfw: (.*)\.$/m.exec(check.stderr);
+          if (errors.length === 0 && whole) {
+            const sentence = whole[1].replace(bad, file);
+            const lower = sentence.charAt(0).toLowerCase() + sentence.slice(1);
+            assert.ok(log.includes(`rejected: ${lower};`), `reload of ${bad}: ${log}`);
+          }
         }
         assert.ok(rejected >= 60, `${rejected} bad files refused`);
         assert.equal(agent.count(/policy reloaded/g), 0, "a bad file was taken");
