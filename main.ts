@@ -7,7 +7,10 @@ import { ConfigError, describeError, EXIT_OK, exitCodeOf, RuntimeError } from ".
 import { getLogger, type Logger, setupLogging } from "./lib/log.ts";
 import { requireBpfPrivileges } from "./lib/privileges.ts";
 import { Agent } from "./lib/agent.ts";
-import { lockNetns } from "./lib/agent_lock.ts";
+import { lockNetns, lockPinPath } from "./lib/agent_lock.ts";
+import { detach, formatDetach } from "./lib/detach.ts";
+import { serveMetrics } from "./lib/metrics.ts";
+import { formatStatus, status, statusJson } from "./lib/status.ts";
 import { explain, formatExplanation } from "./lib/explain.ts";
 import { defaultPolicy, defaultPolicyYaml } from "./lib/policy/default.ts";
 import { loadPolicyFile, requireValid, type ValidFile } from "./lib/policy/load.ts";
@@ -43,30 +46,25 @@ function policyToExplain(file: string | undefined, name: string | undefined): Po
   return found;
 }
 
-/** `run`: attach, then wait for SIGINT/SIGTERM and detach. */
+/** `run`: attach, then wait for SIGINT/SIGTERM and detach (or, with --keep-on-exit, leave). */
 async function run(cmd: RunCommand): Promise<number> {
   const log = getLogger("agent");
-  const unavailable = [
-    cmd.keepOnExit && "--keep-on-exit",
-    cmd.metricsAddr && "--metrics-addr",
-  ].filter(Boolean);
-  if (unavailable.length) {
-    throw new ConfigError(
-      `${unavailable.join(", ")} ${unavailable.length > 1 ? "are" : "is"} not available in ` +
-        `this version of tinyfw yet; run without ${unavailable.length > 1 ? "them" : "it"}.`,
-    );
-  }
   requireBpfPrivileges();
-  const lock = lockNetns();
+  const netns = lockNetns();
   try {
-    return await runLocked(cmd, log);
+    const pins = lockPinPath(cmd.pinPath);
+    try {
+      return await runLocked(cmd, log, `${netns.path} ${pins.path}`);
+    } finally {
+      pins.release();
+    }
   } finally {
-    lock.release();
+    netns.release();
   }
 }
 
-/** `run` once this namespace's agent lock is held. */
-async function runLocked(cmd: RunCommand, log: Logger): Promise<number> {
+/** `run` once this namespace's and this pin path's agent locks are held. */
+async function runLocked(cmd: RunCommand, log: Logger, lock: string): Promise<number> {
   // Listen before anything is attached, so a signal during start-up still detaches.
   const stopSignal = new Promise<string>((resolve) => {
     for (const sig of ["SIGINT", "SIGTERM"] as const) {
@@ -87,8 +85,24 @@ async function runLocked(cmd: RunCommand, log: Logger): Promise<number> {
     containers: cmd.cmode
       ? { socket: cmd.containerdSocket, namespaces: cmd.namespaces }
       : undefined,
+    pinPath: cmd.pinPath,
+    keepOnExit: cmd.keepOnExit,
+    lock,
     log,
   });
+  let metrics: { close(): Promise<void> } | undefined;
+  if (cmd.metricsAddr) {
+    try {
+      metrics = await serveMetrics(agent, cmd.metricsAddr, getLogger("metrics"));
+    } catch (e) {
+      await agent.stop({ keep: false });
+      throw new RuntimeError(
+        `Cannot serve metrics at ${cmd.metricsAddr.hostname}:${cmd.metricsAddr.port}: ` +
+          `${e instanceof Error ? e.message : e}; choose another --metrics-addr.`,
+        { cause: e },
+      );
+    }
+  }
   let watch: { close(): void } | undefined;
   if (cmd.policy) {
     const file = cmd.policy;
@@ -97,8 +111,11 @@ async function runLocked(cmd: RunCommand, log: Logger): Promise<number> {
     if (started.hup) void agent.reload("SIGHUP");
   }
   const signal = await stopSignal;
-  log.info("{signal} received: detaching", { signal });
+  log.info(cmd.keepOnExit ? "{signal} received: exiting" : "{signal} received: detaching", {
+    signal,
+  });
   watch?.close();
+  await metrics?.close();
   await agent.idle();
   await agent.stop();
   return EXIT_OK;
@@ -133,11 +150,18 @@ async function dispatch(cmd: Command): Promise<number> {
       console.log(cmd.json ? JSON.stringify(e) : formatExplanation(e));
       return EXIT_OK;
     }
-    case "status":
-    case "detach":
-      throw new RuntimeError(
-        `"tinyfw ${cmd.cmd}" is not available in this version of tinyfw yet.`,
-      );
+    case "status": {
+      requireBpfPrivileges();
+      const s = status(cmd.pinPath);
+      console.log(cmd.json ? statusJson(s) : formatStatus(s));
+      return EXIT_OK;
+    }
+    case "detach": {
+      requireBpfPrivileges();
+      const r = detach(cmd.pinPath);
+      console.log(formatDetach(cmd.pinPath, r));
+      return r.failures.length ? 1 : EXIT_OK;
+    }
   }
 }
 

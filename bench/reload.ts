@@ -71,7 +71,7 @@ async function main(): Promise<void> {
         if (/rejected/.test(agent.log)) throw new Error(`a reload was rejected:\n${agent.log}`);
       } finally {
         await flooder?.kill();
-        await agent.stop("SIGKILL");
+        await agent.dispose();
       }
     });
   } finally {

@@ -11,6 +11,7 @@
  */
 import { Datapath, type XdpMode } from "../lib/datapath/object.ts";
 import { PolicySlots } from "../lib/datapath/policy_slots.ts";
+import { AttachIds } from "../lib/datapath/attach_ids.ts";
 import { DIR_EGRESS, DIR_INGRESS } from "../lib/datapath/layout.ts";
 import { compilePolicy } from "../lib/policy/compile.ts";
 import { defaultPolicy } from "../lib/policy/default.ts";
@@ -44,7 +45,10 @@ async function main(): Promise<void> {
     });
     const slots = new PolicySlots(dp);
     const inst = slots.install(compilePolicy(defaultPolicy()));
-    const pool = new InstancePool(dp, slots, { firstId: 1, spare: 0 });
+    const pool = new InstancePool(dp, slots, {
+      ids: new AttachIds(dp.maps.attach.maxEntries),
+      spare: 0,
+    });
     const hostNs = NetnsHandle.ofPath(host.path);
     const ctrNs = NetnsHandle.ofPath(ctr.path);
     handles.push(hostNs, ctrNs);
@@ -67,8 +71,8 @@ async function main(): Promise<void> {
       slots.configureAttachment(eg.attachId, inst.slot, DIR_EGRESS, { learn: true });
       slots.configureAttachment(ig.attachId, inst.slot, DIR_INGRESS, { learn: true });
       const sides = [
-        attachSide(eg, veth.hostIndex, mode, hostNs.fd),
-        attachSide(ig, veth.peerIndex, mode, ctrNs.fd),
+        attachSide(eg, veth.hostIndex, mode, { nsFd: hostNs.fd }),
+        attachSide(ig, veth.peerIndex, mode, { nsFd: ctrNs.fd }),
       ];
       try {
         return await measure();

@@ -1,11 +1,18 @@
 /**
- * The agent: owns the loaded data path, the installed policies and the XDP
- * attachments on host interfaces, from start through reloads to a clean detach.
+ * The agent: owns the loaded data path, the installed policies, the host
+ * interfaces (`host_interfaces.ts`) and containers mode, from start through
+ * reloads to a clean detach (or, with `--keep-on-exit`, leaving every filter
+ * enforcing). Everything it attaches is pinned under `--pin-path` and
+ * recorded (`persist/`), so that a crash or SIGKILL leaves every filter
+ * enforcing and the next agent adopts it (`adoption.ts`).
  *
  * Start-up checks everything before it attaches anything (the policy file is
- * valid, interfaces exist, no foreign XDP program is in the way), then attaches
- * interface by interface and rolls back what it attached if one fails: the
- * host is never left half configured by a failed start.
+ * valid, interfaces exist, no foreign XDP program is in the way, the pins are
+ * of this map layout), then attaches interface by interface and rolls back
+ * what it attached if one fails: the host is never left half configured by a
+ * failed start. What an earlier agent left is switched to the new policy with
+ * one generation flip, then to new program instances link by link, each
+ * atomically; nothing passes unfiltered and nothing is attached twice.
  *
  * A reload installs the new policies beside the old ones, switches every
  * attachment with one generation flip (DATAPATH.md §5), waits a grace period
@@ -18,25 +25,15 @@
 import type { Logger } from "@logtape/logtape";
 import { ConfigError, RuntimeError } from "./errors.ts";
 import { RtnetlinkClient } from "./netlink/rtnetlink.ts";
-import type { Link } from "./netlink/link.ts";
 import { BpfError } from "./ffi/errors.ts";
-import { type DropEvent, EventReader, formatDropEvent } from "./datapath/events.ts";
-import { attachTcEgress, detachTcEgress, type TcEgressAttachment } from "./datapath/tc.ts";
-import {
-  Datapath,
-  type LoadedProgram,
-  xdpDetach,
-  type XdpMode,
-  type XdpProgram,
-} from "./datapath/object.ts";
-import {
-  attachProgram,
-  type AttachProgramOptions,
-  attemptedMode,
-  xdpOccupant,
-} from "./datapath/attach.ts";
+import { type DropEvent, EventReader, formatDropEvent, samplesLost } from "./datapath/events.ts";
+import { Datapath, type LoadedProgram, type XdpMode } from "./datapath/object.ts";
+import { xdpOccupant } from "./datapath/attach.ts";
+import { AttachIds } from "./datapath/attach_ids.ts";
+import { BpffsNotMountedError } from "./datapath/bpffs.ts";
 import { type InstalledPolicy, PolicySlots } from "./datapath/policy_slots.ts";
-import { DIR_INGRESS } from "./datapath/layout.ts";
+import { DIR_INGRESS, STAT_COUNT } from "./datapath/layout.ts";
+import { sumPerCpu, u32Key } from "./datapath/object.ts";
 import { type CompiledPolicy, compilePolicy } from "./policy/compile.ts";
 import { diffPolicy, formatDiff } from "./policy/diff.ts";
 import {
@@ -56,7 +53,24 @@ import {
   selectionForContainer,
 } from "./policy/select.ts";
 import type { Policy, PolicySet } from "./policy/types.ts";
-import { ContainersMode, type SlotSelection } from "./containers/mode.ts";
+import { type AttachLatency, ContainersMode, type SlotSelection } from "./containers/mode.ts";
+import { VERSION } from "./version.ts";
+import { Leftovers } from "./adoption.ts";
+import { HostInterfaces, removeLearner, type Target } from "./host_interfaces.ts";
+import { CarriedCounters, installedCounts, recordedCounts, type RuleCounter } from "./counters.ts";
+import { PinSet } from "./persist/pinset.ts";
+import {
+  type AgentState,
+  type AttachmentRecord,
+  layoutId,
+  type PolicyRecord,
+  STATE_FORMAT,
+  StateError,
+  StateFiles,
+  type StateHeader,
+} from "./persist/state.ts";
+
+export type { RuleCounter } from "./counters.ts";
 
 /** What the agent is asked to do. */
 export interface AgentOptions {
@@ -70,45 +84,25 @@ export interface AgentOptions {
   readonly audit?: boolean;
   /** Containers mode (`--cmode`): follow containerd at this socket, in these namespaces (empty: all). */
   readonly containers?: { readonly socket: string; readonly namespaces: readonly string[] };
+  /** The bpffs directory of the pins (`--pin-path`). */
+  readonly pinPath: string;
+  /** Leave every filter enforcing at exit (`--keep-on-exit`). */
+  readonly keepOnExit?: boolean;
+  /** The locks the agent holds (recorded in the state, for `status` and `detach`). */
+  readonly lock: string;
   readonly log: Logger;
 }
 
-/** Packets and bytes counted for one rule (or the default) of a policy, in one direction. */
-export interface RuleCounter {
-  policy: string;
-  /** The rule's name, or null for the default action. */
-  rule: string | null;
-  direction: "ingress" | "egress";
-  packets: bigint;
-  bytes: bigint;
-}
-
-/** Reload outcomes since start. */
+/** Reload outcomes since start, and the last one. */
 export interface ReloadStats {
   ok: number;
   failed: number;
+  /** The last reload: whether it took effect, how long it took, when. */
+  last?: { ok: boolean; seconds: number; at: number };
 }
 
 /** How long an old policy stays installed after a switch, for packets in flight. */
 const GRACE_MS = 50;
-
-/** One interface the agent filters. */
-interface Attachment {
-  readonly iface: string;
-  readonly ifindex: number;
-  readonly attachId: number;
-  readonly mode: XdpMode;
-  readonly prog: XdpProgram;
-  /** The flow learner on the interface's egress (replies to the host's own traffic). */
-  learner?: TcEgressAttachment;
-}
-
-/** An interface checked and ready to attach. */
-interface Target {
-  readonly link: Link;
-  /** A tinyfw program left by an earlier run, replaced atomically. */
-  readonly stale?: { id: number; mode: XdpMode };
-}
 
 /** The policies in force: which one each interface uses, and where each is installed. */
 interface Enforcement {
@@ -117,16 +111,30 @@ interface Enforcement {
   installed: Map<Policy, InstalledPolicy>;
 }
 
+/** Non-rule outcomes of the data path (`stats` map), by metric label. */
+export const OUTCOMES: readonly [string, number][] = [
+  ["non_ip", 0],
+  ["malformed", 1],
+  ["neighbour_discovery", 2],
+  ["unconfigured", 3],
+  ["reply", 4],
+  ["audit_pass", 5],
+];
+
 /** The running agent. */
 export class Agent {
   readonly #log: Logger;
   readonly #dp: Datapath;
   readonly #slots: PolicySlots;
-  readonly #policyFile?: string;
+  readonly #ids: AttachIds;
+  readonly #pins: PinSet;
+  readonly #files: StateFiles;
+  readonly #opts: AgentOptions;
+  readonly #host: HostInterfaces;
   #now: Enforcement;
-  readonly #attachments: Attachment[] = [];
-  /** Counts of removed installs, by policy/rule/direction, so counters survive reloads. */
-  readonly #carried = new Map<string, { packets: bigint; bytes: bigint }>();
+  readonly #carried: CarriedCounters;
+  /** An earlier agent's slots, still enforced by what has not been adopted yet. */
+  #oldSlots: readonly PolicyRecord[];
   #reloading: Promise<unknown> = Promise.resolve();
   /** The text of the policy file in force (to skip reloads of an unchanged file). */
   #loadedText: string | null = null;
@@ -134,15 +142,41 @@ export class Agent {
   readonly #learner: LoadedProgram;
   readonly #events: EventReader;
   #containers?: ContainersMode;
+  #recorded = "";
+  /** Called with each container's time from event to filtered (metrics). */
+  onContainerLatency?: (l: AttachLatency) => void;
 
-  private constructor(opts: AgentOptions, dp: Datapath, slots: PolicySlots, now: Enforcement) {
+  private constructor(
+    opts: AgentOptions,
+    parts: {
+      dp: Datapath;
+      slots: PolicySlots;
+      ids: AttachIds;
+      pins: PinSet;
+      files: StateFiles;
+      now: Enforcement;
+      previous: AgentState | null;
+    },
+  ) {
+    this.#opts = opts;
     this.#log = opts.log;
-    this.#policyFile = opts.policyFile;
-    this.#dp = dp;
-    this.#slots = slots;
-    this.#now = now;
-    this.#learner = dp.tcLearner();
-    this.#events = EventReader.open(dp.maps.events, (e) => this.#logDrop(e), {
+    this.#dp = parts.dp;
+    this.#slots = parts.slots;
+    this.#ids = parts.ids;
+    this.#pins = parts.pins;
+    this.#files = parts.files;
+    this.#now = parts.now;
+    this.#carried = new CarriedCounters(parts.previous?.carried ?? []);
+    this.#oldSlots = parts.previous?.policies ?? [];
+    this.#learner = parts.dp.tcLearner();
+    this.#host = new HostInterfaces({
+      dp: parts.dp,
+      pins: parts.pins,
+      ids: parts.ids,
+      log: opts.log,
+      learner: this.#learner,
+    });
+    this.#events = EventReader.open(parts.dp.maps.events, (e) => this.#logDrop(e), {
       onError: (e) =>
         this.#log.warn("a drop sample could not be logged: {error}", { error: String(e) }),
     });
@@ -153,46 +187,134 @@ export class Agent {
 
   /** Checks, loads, installs the policies and attaches to every interface, or changes nothing. */
   static async start(opts: AgentOptions): Promise<Agent> {
-    const loaded = opts.policyFile ? validSet(opts.policyFile, opts.log) : null;
+    const log = opts.log;
+    const loaded = opts.policyFile ? validSet(opts.policyFile, log) : null;
     const targets = checkInterfaces(opts.ifaces);
-    const dp = loadDatapath();
+    const pins = new PinSet(opts.pinPath);
+    const files = new StateFiles(opts.pinPath);
+    const previous = readPrevious(files, pins);
+    ensurePins(pins);
+    const dp = loadDatapath(pins);
+    const ids = new AttachIds(dp.maps.attach.maxEntries);
     const slots = new PolicySlots(dp);
+    let left: Leftovers;
     let now: Enforcement;
     try {
-      now = enforce(slots, loaded, opts.ifaces, opts.log, { containers: !!opts.containers });
+      left = Leftovers.find(pins, previous, ids, log);
+      if (previous) {
+        slots.adopt(previous.policies);
+        // What a crashed agent wrote for a policy it never recorded is garbage.
+        const known = new Set(previous.policies.map((p) => p.slot));
+        const swept = slots.sweep((slot) => known.has(slot));
+        if (swept) log.info("removed {n} map entries of unrecorded policy slots", { n: swept });
+      }
+      if (!left.empty || left.defunct) {
+        log.info("found the pins of an earlier run under {path}: adopting them", {
+          path: opts.pinPath,
+          defunct_collected: left.defunct,
+        });
+      }
+      now = enforce(slots, loaded, opts.ifaces, log, { containers: !!opts.containers });
     } catch (e) {
       dp.close();
-      throw e instanceof ConfigError ? e : new ConfigError(
+      throw e instanceof ConfigError || e instanceof RuntimeError ? e : new ConfigError(
         `The policy could not be installed: ${e instanceof Error ? e.message : e}.`,
         { cause: e },
       );
     }
-    if (opts.audit) {
-      slots.setAudit(true);
-      opts.log.warn("audit mode: nothing is dropped; what would be is counted and logged");
-    }
-    const agent = new Agent(opts, dp, slots, now);
+    slots.setAudit(opts.audit ?? false);
+    if (opts.audit) log.warn("audit mode: nothing is dropped; what would be is counted and logged");
+    const agent = new Agent(opts, { dp, slots, ids, pins, files, now, previous });
     agent.#loadedText = loaded?.text ?? null;
+    agent.#recordPolicies();
     try {
-      targets.forEach((t, i) => agent.#attach(t, i + 1, opts.xdpMode));
+      agent.#attachInterfaces(targets, left);
       if (opts.containers) {
-        agent.#containers = new ContainersMode({
-          socket: opts.containers.socket,
-          namespaces: opts.containers.namespaces,
-          xdpMode: opts.xdpMode,
-          log: opts.log,
-          dp,
-          slots,
-          firstAttachId: targets.length + 1,
-          select: (identity) => agent.#selectContainer(agent.#now, identity),
-        });
-        agent.#containers.start();
+        agent.#startContainers(opts.containers, left);
+      } else {
+        left.collectContainers(pins);
+        await agent.#releaseOldSlots();
       }
+      agent.#recordAttachments();
     } catch (e) {
-      await agent.stop();
+      await agent.stop({ keep: false });
       throw e;
     }
     return agent;
+  }
+
+  /**
+   * Attaches every interface, adopting the links an earlier agent left: those
+   * switch to the new policies with one generation flip first (their old
+   * programs read the same attach entries), then to the new instances.
+   */
+  #attachInterfaces(targets: readonly Target[], left: Leftovers): void {
+    const planned = this.#host.plan(targets, left);
+    const slotOf = (iface: string) => this.#now.installed.get(this.#now.byIface.get(iface)!)!.slot;
+    const adopted = planned.filter((p) => p.adopted);
+    if (adopted.length) {
+      this.#slots.switchAttachments(
+        adopted.map((p) => ({ attachId: p.attachId, slot: slotOf(p.target.link.name), dir: 0 })),
+      );
+    }
+    for (const p of planned) {
+      const name = p.target.link.name;
+      if (!p.adopted) this.#slots.configureAttachment(p.attachId, slotOf(name), DIR_INGRESS);
+      this.#host.attach(p, this.#opts.xdpMode, this.#now.byIface.get(name)!.name);
+      this.#recordAttachments();
+    }
+    for (const l of left.collectHosts()) {
+      const r = l.record;
+      if (r?.kind === "interface") {
+        try {
+          removeLearner(l.ifindex, r.learner);
+        } catch (e) {
+          this.#log.warn("could not remove the learner of {iface}: {error}", {
+            iface: r.iface,
+            error: String(e),
+          });
+        }
+      }
+    }
+  }
+
+  #startContainers(
+    c: { readonly socket: string; readonly namespaces: readonly string[] },
+    left: Leftovers,
+  ): void {
+    const containers = new ContainersMode({
+      socket: c.socket,
+      namespaces: c.namespaces,
+      xdpMode: this.#opts.xdpMode,
+      log: this.#log,
+      dp: this.#dp,
+      slots: this.#slots,
+      ids: this.#ids,
+      pins: this.#pins,
+      left,
+      select: (identity) => this.#selectContainer(this.#now, identity),
+      onChange: () => this.#recordAttachments(),
+      onSettled: () => void this.#releaseOldSlots(),
+    });
+    containers.onLatency = (l) => this.onContainerLatency?.(l);
+    this.#containers = containers;
+    containers.start();
+  }
+
+  /**
+   * Frees the earlier agent's slots once nothing enforces them any more (all
+   * its attachments adopted or collected): their counts are carried.
+   */
+  async #releaseOldSlots(): Promise<void> {
+    if (this.#oldSlots.length === 0) return;
+    await new Promise((r) => setTimeout(r, GRACE_MS));
+    const old = this.#oldSlots;
+    this.#oldSlots = [];
+    const read = (b: number, n: number) => this.#slots.readCounters(b, n);
+    for (const r of old) this.#carried.add(recordedCounts(read, r));
+    this.#slots.releaseAdopted(old);
+    this.#recordPolicies();
+    this.#log.debug("released {n} policy slots of the earlier run", { n: old.length });
   }
 
   /** The policy for a container (null: one without labels) among `now`'s, and its slot. */
@@ -208,52 +330,41 @@ export class Agent {
     return this.#containers;
   }
 
-  #attach(target: Target, attachId: number, want: "auto" | XdpMode): void {
-    const { link, stale } = target;
-    const policy = this.#now.byIface.get(link.name)!;
-    this.#slots.configureAttachment(attachId, this.#now.installed.get(policy)!.slot, DIR_INGRESS);
-    const prog = this.#dp.instance(attachId);
-    if (stale) {
-      this.#log.warn("replacing the tinyfw program (id {old}) an earlier run left on {iface}", {
-        iface: link.name,
-        old: stale.id,
-      });
-    }
-    const opts: AttachProgramOptions = {
-      want,
-      stale,
-      onNativeRefused: (e) =>
-        this.#log.info("native XDP is not available on {iface} ({reason}); using generic mode", {
-          iface: link.name,
-          reason: e.message,
-        }),
+  // --- the state ----------------------------------------------------------
+
+  #header(): StateHeader {
+    return {
+      format: STATE_FORMAT,
+      layout: layoutId(),
+      version: VERSION,
+      pid: Deno.pid,
+      lock: this.#opts.lock,
+      pinPath: this.#opts.pinPath,
+      keepOnExit: this.#opts.keepOnExit ?? false,
+      written: new Date().toISOString(),
     };
-    let mode: XdpMode;
-    try {
-      mode = attachProgram(link.index, prog.fd, opts);
-    } catch (e) {
-      prog.close();
-      if (!(e instanceof BpfError)) throw e;
-      const tried = attemptedMode(opts);
-      throw new RuntimeError(
-        `Could not attach to ${link.name} in ${tried} mode: ${e.message}` +
-          (tried === "native" ? "; try --xdp-mode generic." : "."),
-        { cause: e },
-      );
-    }
-    // From here on, stop() detaches it.
-    const attachment: Attachment = { iface: link.name, ifindex: link.index, attachId, mode, prog };
-    this.#attachments.push(attachment);
-    // Replies to what the host itself sends must pass a default-deny policy.
-    attachment.learner = attachTcEgress(link.index, this.#learner.fd, { replace: true });
-    this.#log.info("attached to {iface} in {mode} mode", {
-      iface: link.name,
-      ifindex: link.index,
-      mode,
-      program_id: prog.id,
-      policy: policy.name,
-    });
   }
+
+  /** Records the slots in use: the policies in force and the earlier agent's, if any are left. */
+  #recordPolicies(): void {
+    const records: PolicyRecord[] = [...this.#oldSlots];
+    for (const inst of this.#now.installed.values()) records.push(policyRecord(inst));
+    this.#files.writePolicies(this.#header(), records, this.#carried.records());
+  }
+
+  /** Records every attachment (only when they changed). */
+  #recordAttachments(): void {
+    const records: AttachmentRecord[] = [
+      ...this.#host.records(),
+      ...this.#containers?.records() ?? [],
+    ];
+    const text = JSON.stringify(records);
+    if (text === this.#recorded) return;
+    this.#recorded = text;
+    this.#files.writeAttachments(this.#header(), records);
+  }
+
+  // --- reloads --------------------------------------------------------------
 
   /**
    * Reloads the policy file (SIGHUP, or a change of the file): if it is valid,
@@ -269,7 +380,7 @@ export class Agent {
   }
 
   async #reloadNow(reason: string, ifChanged: boolean): Promise<boolean> {
-    const file = this.#policyFile;
+    const file = this.#opts.policyFile;
     if (!file) {
       this.#log.info("{reason}: no policy file (--policy) to reload", { reason });
       return false;
@@ -279,7 +390,7 @@ export class Agent {
     // The same reader as start-up and `tinyfw check`, in two steps so that an
     // unchanged file costs no parse.
     const read = readPolicyFile(file);
-    if (!read.ok) return this.#rejected(reason, fileError(read.error, file));
+    if (!read.ok) return this.#rejected(reason, fileError(read.error, file), started);
     const text = read.text;
     if (ifChanged && text === this.#loadedText) return true;
     const result: LoadResult = parsePolicyText(text, file);
@@ -290,14 +401,14 @@ export class Agent {
       for (const e of result.errors) {
         log.error("{diagnostic}", { diagnostic: formatDiagnostic(e, file) });
       }
-      return this.#rejected(reason, `${result.errors.length} error(s) in ${file}`);
+      return this.#rejected(reason, `${result.errors.length} error(s) in ${file}`, started);
     }
     // Container attachments change only between reloads, never during one.
     type Switched = { error: string } | { old: Enforcement; next: Enforcement };
     const switched = await this.#exclusive((): Switched => {
       let next: Enforcement;
       try {
-        next = enforce(this.#slots, result, this.#attachments.map((a) => a.iface), log, {
+        next = enforce(this.#slots, result, this.#host.all.map((a) => a.iface), log, {
           containers: !!this.#containers,
         });
       } catch (e) {
@@ -305,7 +416,7 @@ export class Agent {
       }
       const plan = this.#containers?.planSwitch((id) => this.#selectContainer(next, id));
       this.#slots.switchAttachments([
-        ...this.#attachments.map((a) => ({
+        ...this.#host.all.map((a) => ({
           attachId: a.attachId,
           slot: next.installed.get(next.byIface.get(a.iface)!)!.slot,
           dir: DIR_INGRESS,
@@ -314,22 +425,27 @@ export class Agent {
       ]);
       const old = this.#now;
       this.#now = next;
+      for (const a of this.#host.all) a.policy = next.byIface.get(a.iface)!.name;
       plan?.commit();
       return { old, next };
     });
-    if ("error" in switched) return this.#rejected(reason, switched.error);
+    if ("error" in switched) return this.#rejected(reason, switched.error, started);
     const { old, next } = switched;
     const installedMs = performance.now() - started;
     this.#loadedText = text;
     this.#logChanges(old, next);
+    this.#recordPolicies();
+    this.#recordAttachments();
     // Packets that read the old generation just before the flip finish within
     // microseconds; the old entries go only after they surely have.
     await new Promise((r) => setTimeout(r, GRACE_MS));
     for (const inst of old.installed.values()) {
-      this.#carry(inst);
+      this.#carried.add(installedCounts(this.#slots, inst));
       this.#slots.remove(inst);
     }
+    this.#recordPolicies();
     this.reloads.ok++;
+    this.reloads.last = { ok: true, seconds: installedMs / 1000, at: Date.now() / 1000 };
     log.info("policy reloaded ({reason}) in {ms} ms", {
       reason,
       ms: Math.round(installedMs),
@@ -343,8 +459,13 @@ export class Agent {
     return this.#containers ? this.#containers.exclusive(fn) : Promise.resolve(fn());
   }
 
-  #rejected(reason: string, why: string): boolean {
+  #rejected(reason: string, why: string, started: number): boolean {
     this.reloads.failed++;
+    this.reloads.last = {
+      ok: false,
+      seconds: (performance.now() - started) / 1000,
+      at: Date.now() / 1000,
+    };
     this.#log.error("policy reload ({reason}) rejected: {why}; the policy in force is unchanged", {
       reason,
       why,
@@ -378,7 +499,7 @@ export class Agent {
         changes++;
       }
     }
-    for (const a of this.#attachments) {
+    for (const a of this.#host.all) {
       const from = old.byIface.get(a.iface)!.name;
       const to = next.byIface.get(a.iface)!.name;
       if (from !== to) {
@@ -389,52 +510,47 @@ export class Agent {
     if (!changes) this.#log.info("policy file reloaded: no changes");
   }
 
-  /** Adds the final counts of `inst` to the carried totals. */
-  #carry(inst: InstalledPolicy): void {
-    const rules = inst.compiled.policy.rules;
-    for (const c of this.#slots.counts(inst)) {
-      if (!c.packets && !c.bytes) continue;
-      const key = counterKey(
-        inst.compiled.policy.name,
-        c.rule < 0 ? null : rules[c.rule].name,
-        c.dir,
-      );
-      const total = this.#carried.get(key) ?? { packets: 0n, bytes: 0n };
-      total.packets += c.packets;
-      total.bytes += c.bytes;
-      this.#carried.set(key, total);
+  // --- what metrics and logs read -------------------------------------------
+
+  /** Every counter: carried over reloads and restarts, plus the slots in force. */
+  counters(): RuleCounter[] {
+    const live: RuleCounter[] = [];
+    for (const inst of this.#now.installed.values()) {
+      live.push(...installedCounts(this.#slots, inst));
     }
+    const read = (b: number, n: number) => this.#slots.readCounters(b, n);
+    for (const r of this.#oldSlots) live.push(...recordedCounts(read, r));
+    return this.#carried.with(live);
   }
 
-  /** Every counter with packets: carried over reloads plus the policies in force. */
-  counters(): RuleCounter[] {
-    const totals = new Map<string, { packets: bigint; bytes: bigint }>(
-      [...this.#carried].map(([k, v]) => [k, { ...v }]),
-    );
-    for (const inst of this.#now.installed.values()) {
-      const rules = inst.compiled.policy.rules;
-      for (const c of this.#slots.counts(inst)) {
-        const key = counterKey(
-          inst.compiled.policy.name,
-          c.rule < 0 ? null : rules[c.rule].name,
-          c.dir,
-        );
-        const total = totals.get(key) ?? { packets: 0n, bytes: 0n };
-        total.packets += c.packets;
-        total.bytes += c.bytes;
-        totals.set(key, total);
-      }
+  /** The data path's non-rule outcomes (`stats`), summed over CPUs, by metric label. */
+  outcomes(): Record<string, bigint> {
+    const out: Record<string, bigint> = {};
+    for (const [label, index] of OUTCOMES) {
+      if (index >= STAT_COUNT) continue;
+      const v = this.#dp.maps.stats.lookupPerCpu(u32Key(index));
+      out[label] = v ? sumPerCpu(v)[0] ?? 0n : 0n;
     }
-    return [...totals].filter(([, v]) => v.packets > 0n).map(([k, v]) => {
-      const [policy, rule, dir] = k.split("\u0000");
-      return {
-        policy,
-        rule: rule === "" ? null : rule,
-        direction: dir === "0" ? "ingress" : "egress",
-        packets: v.packets,
-        bytes: v.bytes,
-      };
-    });
+    return out;
+  }
+
+  /** Drop samples lost (over the per-CPU budget, or the ring full). */
+  samplesLost(): bigint {
+    return samplesLost(this.#dp);
+  }
+
+  /** Every attachment, by kind and mode. */
+  attachments(): { kind: "interface" | "container" | "veth"; mode: XdpMode }[] {
+    return [
+      ...this.#host.all.map((a) => ({ kind: "interface" as const, mode: a.mode })),
+      ...(this.#containers?.records() ?? []).map((r) => ({ kind: r.kind, mode: r.mode })),
+    ];
+  }
+
+  /** Ready: every interface attached, and in containers mode the first list of tasks handled. */
+  ready(): boolean {
+    return this.#host.all.length === this.#opts.ifaces.length &&
+      (this.#containers?.settled ?? true);
   }
 
   /** Resolves once no reload is running. */
@@ -442,19 +558,22 @@ export class Agent {
     await this.#reloading;
   }
 
-  /** Logs one drop sample: where, the 5-tuple, and the policy and rule that decided. */
+  /** Logs one drop sample: where, the container, the 5-tuple, and the policy and rule that decided. */
   #logDrop(e: DropEvent): void {
-    const a = this.#attachments.find((x) => x.attachId === e.attachId);
-    const where = a?.iface ?? this.#containers?.describeAttachment(e.attachId);
+    const a = this.#host.all.find((x) => x.attachId === e.attachId);
+    const owner = a ? undefined : this.#containers?.describeAttachment(e.attachId);
     const who = this.#ruleOfCounter(e.counter);
     this.#log.info(
       `${e.kind === "audit" ? "would drop" : "dropped"} {packet} on {iface} by {policy}/{rule}`,
       {
         // formatDropEvent starts with the kind ("drop ...", "audit ..."): said by the verb here.
         packet: formatDropEvent(e).replace(/^\S+ /, ""),
-        iface: where ?? `attachment ${e.attachId}`,
+        iface: a?.iface ?? owner?.where ?? `attachment ${e.attachId}`,
         policy: who?.policy ?? "?",
         rule: who?.rule ?? "?",
+        container_id: owner?.container?.id,
+        container_name: owner?.container?.name,
+        namespace: owner?.container?.namespace,
       },
     );
   }
@@ -474,29 +593,28 @@ export class Agent {
     return null;
   }
 
-  /** Detaches every program this agent attached (only if it is still the one attached). */
-  async stop(): Promise<void> {
-    await this.#containers?.stop();
-    for (const a of this.#attachments.splice(0).reverse()) {
-      try {
-        if (a.learner) {
-          detachTcEgress(a.ifindex, {
-            progId: a.learner.progId,
-            createdQdisc: a.learner.createdQdisc,
-          });
-        }
-        xdpDetach(a.ifindex, a.mode, { expectFd: a.prog.fd });
-        this.#log.info("detached from {iface}", { iface: a.iface, ifindex: a.ifindex });
-      } catch (e) {
-        this.#log.warn("could not detach from {iface}: {reason}", {
-          iface: a.iface,
-          reason: e instanceof Error ? e.message : String(e),
-        });
-      } finally {
-        a.prog.close();
-      }
+  // --- exit -----------------------------------------------------------------
+
+  /**
+   * Detaches every program this agent attached and removes its pins and state
+   * (SIGINT/SIGTERM), or, with `keep` (`--keep-on-exit` by default), leaves
+   * every filter enforcing and recorded for the next agent.
+   */
+  async stop(opts: { keep?: boolean } = {}): Promise<void> {
+    const keep = opts.keep ?? this.#opts.keepOnExit ?? false;
+    await this.#containers?.stop({ keep });
+    if (keep) {
+      this.#recordAttachments();
+      this.#recordPolicies();
+      this.#host.keep();
+      this.#log.info("leaving every filter enforcing (--keep-on-exit); pins under {path}", {
+        path: this.#opts.pinPath,
+      });
+    } else {
+      this.#host.stop();
     }
     for (const c of this.counters()) {
+      if (!c.packets) continue;
       this.#log.info("counted {packets} packets for {policy}/{rule} ({direction})", {
         policy: c.policy,
         rule: c.rule ?? "(default)",
@@ -509,11 +627,24 @@ export class Agent {
     await this.#events.close();
     this.#learner.close();
     this.#dp.close();
+    if (!keep) {
+      this.#pins.remove();
+      this.#files.remove();
+    }
   }
 }
 
-function counterKey(policy: string, rule: string | null, dir: number): string {
-  return `${policy}\u0000${rule ?? ""}\u0000${dir}`;
+function policyRecord(inst: InstalledPolicy): PolicyRecord {
+  const policy = inst.compiled.policy;
+  return {
+    slot: inst.slot,
+    policy: policy.name,
+    defaultAction: policy.defaultAction,
+    counterBase: inst.counterBase,
+    counterCount: inst.compiled.counterCount,
+    rules: policy.rules.map((r) => ({ name: r.name, action: r.action })),
+    fastTables: inst.keys.fastTables,
+  };
 }
 
 /** Loads the policy file for start-up: warnings logged, errors thrown (exit 2). */
@@ -523,6 +654,47 @@ function validSet(file: string, log: Logger): ValidFile {
     (line) => log.warn("{diagnostic}", { diagnostic: line }),
     "nothing was attached",
   );
+}
+
+/**
+ * What an earlier agent recorded under this pin path, or null. Pins of
+ * another map layout (or format) cannot be adopted: refused in one sentence.
+ */
+function readPrevious(files: StateFiles, pins: PinSet): AgentState | null {
+  let state: AgentState | null;
+  try {
+    state = files.read();
+  } catch (e) {
+    if (!(e instanceof StateError)) throw e;
+    throw new RuntimeError(
+      `The state tinyfw keeps beside its pins is damaged (${e.message}); remove the pins with ` +
+        `'tinyfw detach --pin-path ${pins.root}' (their filters stop) and start again.`,
+    );
+  }
+  if (state && (state.header.format !== STATE_FORMAT || state.header.layout !== layoutId())) {
+    throw new RuntimeError(
+      `The pins under ${pins.root} were left by tinyfw ${state.header.version} with another map ` +
+        `layout (${state.header.layout}, this one's is ${layoutId()}), which this version cannot ` +
+        `adopt; remove them with that version's or this one's 'tinyfw detach --pin-path ` +
+        `${pins.root}' (their filters stop) and start again.`,
+    );
+  }
+  return state;
+}
+
+/** Makes the pin directories, or says in one sentence that bpffs is not mounted. */
+function ensurePins(pins: PinSet): void {
+  try {
+    pins.ensure();
+  } catch (e) {
+    if (e instanceof BpffsNotMountedError) {
+      throw new RuntimeError(
+        `${e.path} is not on a BPF file system, so tinyfw cannot pin its filters there: mount ` +
+          `one (mount -t bpf bpf /sys/fs/bpf) or give another --pin-path.`,
+      );
+    }
+    throw e;
+  }
 }
 
 /**
@@ -597,13 +769,21 @@ function checkInterfaces(names: readonly string[]): Target[] {
   }
 }
 
-function loadDatapath(): Datapath {
+/** Loads the data path with its maps pinned (reused when an earlier agent pinned them). */
+function loadDatapath(pins: PinSet): Datapath {
   try {
-    return Datapath.load();
+    return Datapath.load({ pinDir: pins.mapsDir });
   } catch (e) {
     if (e instanceof BpfError && (e.errno === 1 || e.errno === 13)) {
       throw new RuntimeError(
         `The kernel refused to load tinyfw's XDP program (${e.message}): run as root with BPF enabled.`,
+        { cause: e },
+      );
+    }
+    if (e instanceof BpfError && e.errno === 22 && pins.hasMaps()) {
+      throw new RuntimeError(
+        `The maps pinned under ${pins.mapsDir} do not match this tinyfw's (${e.message}); ` +
+          `remove them with 'tinyfw detach --pin-path ${pins.root}' (their filters stop) and start again.`,
         { cause: e },
       );
     }

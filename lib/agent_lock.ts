@@ -1,11 +1,13 @@
 /**
- * One agent per network namespace. Two agents in one namespace would take
- * each other's programs: each treats a tinyfw program it finds on an
- * interface as left by a crashed run of its own and replaces it, and in
- * containers mode both filter every new veth. So `run` takes an exclusive
- * lock first, on a file named after the namespace's identity; the kernel
- * drops it when the process ends, however it ends. A clean exit also removes
- * the file (a killed agent leaves it, empty of meaning, to the next one).
+ * One agent per network namespace, and one per pin path. Two agents in one
+ * namespace would take each other's programs: each treats a tinyfw program
+ * it finds on an interface as left by a crashed run of its own and replaces
+ * it, and in containers mode both filter every new veth. Two agents on one
+ * pin path would share its maps. So `run` takes two exclusive locks first,
+ * on files named after the namespace's identity and after the pin path; the
+ * kernel drops them when the process ends, however it ends. A clean exit also
+ * removes the files (a killed agent leaves them, empty of meaning, to the
+ * next one). `tinyfw detach` refuses while the pin path's lock is held.
  *
  * @module
  */
@@ -31,7 +33,56 @@ export interface AgentLock {
  */
 export function lockNetns(dir = LOCK_DIR): AgentLock {
   const st = Deno.statSync("/proc/self/ns/net");
-  const path = `${dir}/agent-netns-${st.ino}.lock`;
+  return lockFile(
+    `${dir}/agent-netns-${st.ino}.lock`,
+    (pid) =>
+      `Another tinyfw agent (pid ${pid}) is running in this network namespace; ` +
+      `stop it first: two agents would take each other's filters.`,
+  );
+}
+
+/** The lock file of pin path `pinPath`. */
+export function pinLockPath(pinPath: string, dir = LOCK_DIR): string {
+  return `${dir}/pins${pinPath.replaceAll("/", "_")}.lock`;
+}
+
+/**
+ * Takes the lock of pin path `pinPath`, or throws a RuntimeError naming the
+ * agent that holds it.
+ */
+export function lockPinPath(pinPath: string, dir = LOCK_DIR): AgentLock {
+  return lockFile(
+    pinLockPath(pinPath, dir),
+    (pid) =>
+      `Another tinyfw agent (pid ${pid}) uses the pins under ${pinPath}; stop it first, or ` +
+      `give this one another --pin-path: two agents would share their maps.`,
+  );
+}
+
+/**
+ * The pid of the agent holding the lock at `path`, or null when no process
+ * holds it (tested by taking it for a moment).
+ */
+export function lockHolder(path: string): string | null {
+  let fd: number;
+  try {
+    fd = open(path, O_RDWR);
+  } catch {
+    return null; // no file: no agent
+  }
+  try {
+    flock(fd, LOCK_EX | LOCK_NB);
+    return null;
+  } catch (e) {
+    if (e instanceof SysError && e.errno === EWOULDBLOCK) return readHolder(path);
+    throw e;
+  } finally {
+    close(fd); // closing drops the lock we may have taken
+  }
+}
+
+function lockFile(path: string, heldBy: (pid: string) => string): AgentLock {
+  const dir = path.slice(0, path.lastIndexOf("/"));
   Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
   for (;;) {
     Deno.writeTextFileSync(path, "", { append: true, mode: 0o644 });
@@ -41,11 +92,7 @@ export function lockNetns(dir = LOCK_DIR): AgentLock {
     } catch (e) {
       close(fd);
       if (e instanceof SysError && e.errno === EWOULDBLOCK) {
-        const holder = readHolder(path);
-        throw new RuntimeError(
-          `Another tinyfw agent (pid ${holder}) is running in this network namespace; ` +
-            `stop it first: two agents would take each other's filters.`,
-        );
+        throw new RuntimeError(heldBy(readHolder(path)));
       }
       throw e;
     }

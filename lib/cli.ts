@@ -11,13 +11,14 @@
  */
 
 import { parseArgs } from "node:util";
-import denoJson from "../deno.json" with { type: "json" };
 import { UsageError } from "./errors.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import { ifnameProblem, isNamespaceName } from "./policy/names.ts";
+import type { HostPort } from "./metrics.ts";
 
-/** tinyfw's version, from deno.json. */
-export const VERSION: string = denoJson.version;
+import { VERSION } from "./version.ts";
+
+export { VERSION } from "./version.ts";
 /** Default `--pin-path`. */
 export const DEFAULT_PIN_PATH = "/sys/fs/bpf/tinyfw";
 /** Default `--containerd-socket`. */
@@ -38,11 +39,7 @@ export type PacketDirection = "ingress" | "egress";
 /** Every {@link PacketDirection}. */
 export const PACKET_DIRECTIONS: readonly PacketDirection[] = ["ingress", "egress"];
 
-/** A listening address, as given to `Deno.serve` (`hostname` has no brackets). */
-export interface HostPort {
-  readonly hostname: string;
-  readonly port: number;
-}
+export type { HostPort } from "./metrics.ts";
 
 /** Logging options, accepted by every command that does work. */
 export interface LogOptions {

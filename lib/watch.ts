@@ -1,8 +1,12 @@
 /**
  * Watches one file for changes, the way editors and config tools write it:
- * in place, or by writing a new file and renaming it over the old one (which
- * a watch on the file itself would miss). Watches the directory, filters by
- * name, waits for writes to settle, and reports only real content changes.
+ * in place, by writing a new file and renaming it over the old one (which a
+ * watch on the file itself would miss), or as a Kubernetes ConfigMap volume
+ * changes it: the file is a symbolic link through `..data`, and the kubelet
+ * swaps `..data` to a new timestamped directory, so no event names the file
+ * at all. So any change in the file's directory is looked at: once writes
+ * settle, the content (through the links) is compared with what it was, and
+ * only a real change is reported.
  *
  * @module
  */
@@ -44,9 +48,7 @@ export function watchFile(path: string, onChange: () => void): FileWatch {
 
   (async () => {
     try {
-      for await (const event of watcher) {
-        if (event.paths.some((p) => p === abs)) settle();
-      }
+      for await (const _ of watcher) settle();
     } catch {
       // closed
     }

@@ -23,12 +23,16 @@
 import type { Logger } from "@logtape/logtape";
 import { LinkSubscription } from "../netlink/link_subscription.ts";
 import type { Datapath, XdpMode } from "../datapath/object.ts";
+import type { AttachIds } from "../datapath/attach_ids.ts";
 import type { PolicySlots } from "../datapath/policy_slots.ts";
+import type { Leftovers } from "../adoption.ts";
+import type { PinSet } from "../persist/pinset.ts";
+import type { SideRecord, VethRecord } from "../persist/state.ts";
 import { ContainerdClient } from "../containerd/client.ts";
 import type { ContainerdEvent } from "../containerd/events.ts";
 import { ContainerdWatcher, type RunningTask } from "../containerd/watch.ts";
 import { hostNetnsId, NetnsHandle, type NetnsId } from "./netns.ts";
-import { type Selector, type SlotChange, VethAttachments } from "./veths.ts";
+import { type AttachmentOwner, type Selector, type SlotChange, VethAttachments } from "./veths.ts";
 import { describeWorkload, identityTask, type Task, taskKey, WorkloadTable } from "./workloads.ts";
 
 export type { SlotSelection } from "./veths.ts";
@@ -42,8 +46,16 @@ export interface ContainersOptions {
   readonly log: Logger;
   readonly dp: Datapath;
   readonly slots: PolicySlots;
-  /** The first attach id containers may use (lower ones are the host interfaces'). */
-  readonly firstAttachId: number;
+  /** Attach ids, shared with the host interfaces. */
+  readonly ids: AttachIds;
+  /** Where every link is pinned. */
+  readonly pins: PinSet;
+  /** What an earlier agent left: adopted as containers are found again, the rest collected. */
+  readonly left?: Leftovers;
+  /** Called after each change of the attachments (the agent records them). */
+  readonly onChange?: () => void;
+  /** Called once the first list of tasks is handled (and what was left, collected). */
+  readonly onSettled?: () => void;
   /** The policy in force for a container; null identity: one without labels (unclaimed veths). */
   readonly select: Selector;
   /** How long a new veth without a task in its namespace stays filtered (default 10 s). */
@@ -84,6 +96,9 @@ export class ContainersMode {
   #failing = false;
   /** The last 1,000 attach latencies (for metrics and benchmarks). */
   readonly latencies: AttachLatency[] = [];
+  /** Called with each new attach latency (metrics). */
+  onLatency?: (l: AttachLatency) => void;
+  #settled = false;
 
   constructor(opts: ContainersOptions) {
     this.#o = opts;
@@ -137,7 +152,10 @@ export class ContainersMode {
     this.#pending++;
     const next = this.#queue.then(async () => {
       try {
-        if (!this.#stopped) await fn();
+        if (!this.#stopped) {
+          await fn();
+          this.#o.onChange?.();
+        }
       } catch (e) {
         this.#log.error("containers mode: {error}", { error: errorText(e) });
         if (opts.rethrow) throw e;
@@ -233,6 +251,28 @@ export class ContainersMode {
         "({added} new, {released} released)",
       { tasks: tasks.length, workloads: this.#veths.size, added, released },
     );
+    if (!this.#settled) {
+      // Every running container has been found: what an earlier agent left for the others
+      // belongs to containers that ended while no agent ran.
+      this.#settled = true;
+      const collected = this.#o.left?.collectContainers(this.#o.pins) ?? 0;
+      if (collected) {
+        this.#log.info("collected {n} filters of containers that ended while no agent ran", {
+          n: collected,
+        });
+      }
+      this.#o.onSettled?.();
+    }
+  }
+
+  /** Whether the first list of tasks has been handled. */
+  get settled(): boolean {
+    return this.#settled;
+  }
+
+  /** What the state records of every container attachment. */
+  records(): (SideRecord | VethRecord)[] {
+    return this.#veths.records();
   }
 
   /** Whether process `pid` runs in the namespace task `key` was recorded in. */
@@ -362,6 +402,7 @@ export class ContainersMode {
     };
     this.latencies.push(l);
     if (this.latencies.length > 1000) this.latencies.shift();
+    this.onLatency?.(l);
     return l;
   }
 
@@ -425,18 +466,26 @@ export class ContainersMode {
   }
 
   /** Who an attach id filters, for drop logs. */
-  describeAttachment(attachId: number): string | undefined {
+  describeAttachment(attachId: number): AttachmentOwner | undefined {
     return this.#veths.describeAttachment(attachId);
   }
 
-  /** Stops following containerd and detaches every container (fail-open exit, SPEC §2). */
-  async stop(): Promise<void> {
+  /**
+   * Stops following containerd and detaches every container (SPEC §2), or,
+   * with `keep` (`--keep-on-exit`), leaves every container filtered.
+   */
+  async stop(opts: { keep?: boolean } = {}): Promise<void> {
     clearInterval(this.#claimTimer);
     await this.#watcher.stop();
     await this.#links?.close();
     await this.#queue;
     this.#stopped = true;
     clearTimeout(this.#refillTimer);
+    if (opts.keep) {
+      this.#veths.keep();
+      this.#client.close();
+      return;
+    }
     for (const f of this.#veths.all()) {
       const t = identityTask(f.workload);
       const key = t ? taskKey(t.namespace, t.containerId) : "?/?";

@@ -12,7 +12,11 @@ import { BpfError } from "../ffi/errors.ts";
 import { inNetnsFd, mallocTrim } from "../ffi/libc.ts";
 import { type Datapath, xdpDetach, type XdpMode, type XdpProgram } from "../datapath/object.ts";
 import { attachProgram, xdpOccupant } from "../datapath/attach.ts";
+import type { AttachIds } from "../datapath/attach_ids.ts";
+import { linkState, pinLink, updateLink, type XdpLink } from "../datapath/links.ts";
 import type { PolicySlots } from "../datapath/policy_slots.ts";
+import type { LeftLink } from "../adoption.ts";
+import { unpin } from "../persist/pinset.ts";
 
 const ENODEV = 19;
 const ENOENT = 2;
@@ -24,6 +28,10 @@ export interface AttachedSide {
   readonly mode: XdpMode;
   /** The container's namespace (open descriptor) for the container end; undefined: the host. */
   readonly nsFd?: number;
+  /** The link holding the program; null: a netlink attachment an older tinyfw made. */
+  readonly link: XdpLink | null;
+  /** Where the link is pinned. */
+  pin?: string;
 }
 
 /** Runs `fn` in the namespace `nsFd` refers to, or here when undefined. */
@@ -32,18 +40,20 @@ function within<T>(nsFd: number | undefined, fn: () => T): T {
 }
 
 /**
- * Attaches `prog` at XDP on `ifindex` (in namespace `nsFd`, or the host's).
- * `auto` tries native, then generic. A tinyfw program an earlier run left
- * there is replaced atomically; any other program is left alone and this
- * throws, saying which.
+ * Attaches `prog` at XDP on `ifindex` (in namespace `nsFd`, or the host's),
+ * with a link pinned at `pin` (unpinned without one: it lives as long as this
+ * process holds it). `auto` tries native, then generic. A tinyfw program an
+ * earlier run left there is replaced atomically; any other program is left
+ * alone and this throws, saying which.
  */
 export function attachSide(
   prog: XdpProgram,
   ifindex: number,
   want: "auto" | XdpMode,
-  nsFd?: number,
+  opts: { nsFd?: number; pin?: string } = {},
 ): AttachedSide {
-  const mode = within(nsFd, () => {
+  const { nsFd, pin } = opts;
+  const attached = within(nsFd, () => {
     const there = xdpOccupant(ifindex);
     if (there.kind === "foreign") {
       throw new Error(
@@ -55,15 +65,58 @@ export function attachSide(
     const stale = there.kind === "tinyfw" ? there : undefined;
     return attachProgram(ifindex, prog.fd, { want: stale?.mode ?? want, stale });
   });
-  return { prog, ifindex, mode, nsFd };
+  const side: AttachedSide = { prog, ifindex, mode: attached.mode, nsFd, link: attached.link };
+  if (attached.link && pin) {
+    unpin(pin);
+    pinLink(attached.link, pin);
+    side.pin = pin;
+  }
+  return side;
 }
 
 /**
- * Detaches `side`'s program if it is still the one attached. An interface
- * that is gone (its namespace ended, taking the veth with it) is not an error.
- * Returns whether a detach was needed.
+ * Takes over a side an earlier agent left (`left`): its link switches to
+ * `prog`, atomically. `prog` reads the same attach id, configured already.
+ */
+export function adoptSide(prog: XdpProgram, left: LeftLink, nsFd?: number): AttachedSide {
+  updateLink(left.link, prog.fd, left.progId);
+  return {
+    prog,
+    ifindex: left.ifindex,
+    mode: left.mode ?? "generic",
+    nsFd,
+    link: left.link,
+    pin: left.pin.path,
+  };
+}
+
+/** Pins `side`'s link at `path` instead of where it was (a veth claimed by its container). */
+export function movePin(side: AttachedSide, path: string): void {
+  if (!side.link || side.pin === path) return;
+  unpin(path);
+  pinLink(side.link, path);
+  if (side.pin) unpin(side.pin);
+  side.pin = path;
+}
+
+/**
+ * Detaches `side`'s program: unpins and closes its link (or, for a netlink
+ * attachment, detaches it if it is still the one attached). An interface
+ * that is gone (its namespace ended, taking the veth with it) is not an
+ * error. Returns whether a detach was needed.
  */
 export function detachSide(side: AttachedSide): boolean {
+  if (side.link) {
+    let live = true;
+    try {
+      live = !linkState(side.link).defunct;
+    } catch {
+      // unknown: closed below anyway
+    }
+    if (side.pin) unpin(side.pin);
+    side.link.close(); // the last reference: the program is detached
+    return live;
+  }
   try {
     within(side.nsFd, () => xdpDetach(side.ifindex, side.mode, { expectFd: side.prog.fd }));
     return true;
@@ -71,6 +124,12 @@ export function detachSide(side: AttachedSide): boolean {
     if (e instanceof BpfError && (e.errno === ENODEV || e.errno === ENOENT)) return false;
     throw e;
   }
+}
+
+/** Leaves `side` enforcing (`--keep-on-exit`): only this process's descriptors are closed. */
+export function keepSide(side: AttachedSide): void {
+  side.link?.close();
+  side.prog.close();
 }
 
 /**
@@ -84,16 +143,16 @@ export class InstancePool {
   readonly #dp: Datapath;
   readonly #slots: PolicySlots;
   readonly #spare: XdpProgram[] = [];
-  readonly #freeIds: number[] = [];
+  readonly #ids: AttachIds;
   readonly #target: number;
   #inUse = 0;
 
-  /** Ids `firstId`..max-1 of the attach map are the pool's; `spare` instances are kept loaded. */
-  constructor(dp: Datapath, slots: PolicySlots, opts: { firstId: number; spare?: number }) {
+  /** Ids come from `ids` (shared with host interfaces); `spare` instances are kept loaded. */
+  constructor(dp: Datapath, slots: PolicySlots, opts: { ids: AttachIds; spare?: number }) {
     this.#dp = dp;
     this.#slots = slots;
     this.#target = opts.spare ?? 4;
-    for (let id = dp.maps.attach.maxEntries - 1; id >= opts.firstId; id--) this.#freeIds.push(id);
+    this.#ids = opts.ids;
   }
 
   /** Instances handed out and not given back. */
@@ -113,12 +172,28 @@ export class InstancePool {
     return prog;
   }
 
+  /**
+   * An instance reading attach id `id`, reserved already (a side an earlier
+   * agent left, being adopted: its entry is live, so it is not cleared).
+   */
+  takeId(id: number): XdpProgram {
+    const prog = this.#dp.instance(id);
+    this.#inUse++;
+    return prog;
+  }
+
   /** Takes back a detached instance. */
   give(prog: XdpProgram): void {
     this.#inUse--;
     this.#slots.clearAttachment(prog.attachId);
     prog.close();
-    this.#freeIds.push(prog.attachId);
+    this.#ids.free(prog.attachId);
+  }
+
+  /** Takes back an instance whose attachment stays (`--keep-on-exit`): its entry is kept. */
+  keep(prog: XdpProgram): void {
+    this.#inUse--;
+    prog.close();
   }
 
   /** Whether `spare` instances are waiting. */
@@ -139,16 +214,13 @@ export class InstancePool {
   }
 
   #load(): XdpProgram {
-    const id = this.#freeIds.pop();
-    if (id === undefined) {
-      throw new Error(`all ${this.#dp.maps.attach.maxEntries} attachments are in use`);
-    }
+    const id = this.#ids.take();
     try {
       const prog = this.#dp.instance(id);
       this.#slots.clearAttachment(id);
       return prog;
     } catch (e) {
-      this.#freeIds.push(id);
+      this.#ids.free(id);
       throw e;
     }
   }
@@ -158,7 +230,7 @@ export class InstancePool {
     for (const p of this.#spare.splice(0)) {
       this.#slots.clearAttachment(p.attachId);
       p.close();
-      this.#freeIds.push(p.attachId);
+      this.#ids.free(p.attachId);
     }
   }
 }

@@ -19,8 +19,12 @@ import { RtnetlinkClient } from "../netlink/rtnetlink.ts";
 import type { LinkEvent } from "../netlink/link_subscription.ts";
 import type { Link } from "../netlink/link.ts";
 import type { Datapath, XdpMode } from "../datapath/object.ts";
+import type { AttachIds } from "../datapath/attach_ids.ts";
 import type { PolicySlots } from "../datapath/policy_slots.ts";
 import { DIR_EGRESS, DIR_INGRESS } from "../datapath/layout.ts";
+import type { LeftLink, Leftovers } from "../adoption.ts";
+import type { PinSet } from "../persist/pinset.ts";
+import type { SideRecord, VethRecord } from "../persist/state.ts";
 import type { ContainerIdentity } from "../policy/select.ts";
 import type { Policy } from "../policy/types.ts";
 import {
@@ -31,8 +35,22 @@ import {
   type VethPair,
   vethPairsTo,
 } from "./netns.ts";
-import { type AttachedSide, attachSide, detachSide, InstancePool } from "./side.ts";
-import { describeWorkload, identityOf, type Workload } from "./workloads.ts";
+import {
+  adoptSide,
+  type AttachedSide,
+  attachSide,
+  detachSide,
+  InstancePool,
+  keepSide,
+  movePin,
+} from "./side.ts";
+import {
+  containerNameOf,
+  describeWorkload,
+  identityOf,
+  identityTask,
+  type Workload,
+} from "./workloads.ts";
 
 /**
  * The XDP mode `--xdp-mode auto` picks for containers' veths: generic. Native
@@ -55,8 +73,12 @@ export type Selector = (identity: ContainerIdentity | null) => SlotSelection;
 export interface VethAttachmentsOptions {
   readonly dp: Datapath;
   readonly slots: PolicySlots;
-  /** The first attach id containers may use (lower ones are the host interfaces'). */
-  readonly firstAttachId: number;
+  /** Attach ids, shared with the host interfaces. */
+  readonly ids: AttachIds;
+  /** Where every link is pinned. */
+  readonly pins: PinSet;
+  /** What an earlier agent left: sides adopted as their containers are found again. */
+  readonly left?: Leftovers;
   /** `auto` means generic here (see {@link VETH_AUTO_MODE}). */
   readonly xdpMode: "auto" | XdpMode;
   readonly log: Logger;
@@ -91,6 +113,12 @@ interface Unclaimed {
   policy: Policy;
 }
 
+/** Who an attachment filters, for drop records. */
+export interface AttachmentOwner {
+  readonly where: string;
+  readonly container?: { readonly id: string; readonly name: string; readonly namespace: string };
+}
+
 /** A change of slot for one attachment, as PolicySlots.switchAttachments takes it. */
 export interface SlotChange {
   attachId: number;
@@ -119,16 +147,49 @@ export class VethAttachments {
     this.#o = opts;
     this.#log = opts.log;
     this.#pool = new InstancePool(opts.dp, opts.slots, {
-      firstId: opts.firstAttachId,
+      ids: opts.ids,
       spare: opts.spareInstances,
     });
   }
 
-  /** Loads the spare instances and notes the veths that exist (found through their tasks, not as new). */
+  /**
+   * Loads the spare instances and notes the veths that exist (found through
+   * their tasks, not as new); adopts the unclaimed veths an earlier agent
+   * left filtered, with a fresh claim window.
+   */
   start(): void {
     this.#pool.refill();
     for (const l of this.#rtnl.listLinks()) {
-      if (isForeignVeth(l)) this.#foreignVeths.set(l.index, l);
+      if (!isForeignVeth(l)) continue;
+      this.#foreignVeths.set(l.index, l);
+      const left = this.#o.left?.takeVeth(l.index);
+      if (left) this.#adoptUnclaimed(l, left);
+    }
+  }
+
+  #adoptUnclaimed(link: Link, left: LeftLink): void {
+    const sel = this.#o.select(null);
+    const pair: VethPair = {
+      hostIndex: link.index,
+      hostName: link.name,
+      peerIndex: link.linkIndex!,
+    };
+    try {
+      const egress = this.#attachOne(link.index, sel.slot, DIR_EGRESS, {
+        pin: this.#o.pins.vethLink(link.index),
+        left,
+      });
+      this.#unclaimed.set(link.index, {
+        link,
+        state: { pair, egress },
+        since: performance.now(),
+        policy: sel.policy,
+      });
+    } catch (e) {
+      this.#log.warn("could not adopt the filter of veth {iface}: {error}", {
+        iface: link.name,
+        error: errorText(e),
+      });
     }
   }
 
@@ -174,13 +235,14 @@ export class VethAttachments {
     return f;
   }
 
-  /** Detaches and frees everything kept for namespace `netns`, and closes it. */
+  /** Detaches and frees everything kept for namespace `netns` (pins included), and closes it. */
   release(netns: NetnsId): FilteredNetns | undefined {
     const f = this.#filtered.get(netns);
     if (!f) return undefined;
     this.#filtered.delete(netns);
     for (const p of f.pairs.values()) this.#freePair(p);
     f.pairs.clear();
+    this.#o.pins.removeNetnsIfEmpty(netns);
     f.ns.close();
     return f;
   }
@@ -200,8 +262,15 @@ export class VethAttachments {
     return old;
   }
 
-  /** Filters both ends of `pair` for `f` (reusing an unclaimed host end), with the policy in `slot`. */
+  /**
+   * Filters both ends of `pair` for `f` (reusing an unclaimed host end, or
+   * adopting the ends an earlier agent left), with the policy in `slot`.
+   */
   #attachPair(f: FilteredNetns, pair: VethPair, slot: number): void {
+    const netns = f.workload.netns;
+    const pins = this.#o.pins;
+    pins.ensureNetns(netns);
+    const egressPin = pins.sideLink(netns, "egress", pair.hostIndex);
     const unclaimed = this.#unclaimed.get(pair.hostIndex);
     let state: PairState;
     if (unclaimed) {
@@ -210,13 +279,22 @@ export class VethAttachments {
       if (unclaimed.policy !== f.policy) {
         this.#o.slots.switchAttachments(sideSwitches([state], slot));
       }
+      if (state.egress) movePin(state.egress, egressPin);
     } else {
       state = { pair };
     }
     f.pairs.set(pair.hostIndex, state);
+    const left = this.#o.left;
     try {
-      state.egress ??= this.#attachOne(pair.hostIndex, slot, DIR_EGRESS);
-      state.ingress ??= this.#attachOne(pair.peerIndex, slot, DIR_INGRESS, f.ns.fd);
+      state.egress ??= this.#attachOne(pair.hostIndex, slot, DIR_EGRESS, {
+        pin: egressPin,
+        left: left?.takeSide(netns, "egress", pair.hostIndex),
+      });
+      state.ingress ??= this.#attachOne(pair.peerIndex, slot, DIR_INGRESS, {
+        nsFd: f.ns.fd,
+        pin: pins.sideLink(netns, "ingress", pair.peerIndex),
+        left: left?.takeSide(netns, "ingress", pair.peerIndex),
+      });
     } catch (e) {
       this.#log.error("could not filter {iface} of {workload}: {error}", {
         iface: pair.hostName,
@@ -226,20 +304,38 @@ export class VethAttachments {
     }
   }
 
-  /** A program from the pool, pointed at `slot`, attached to `ifindex` (in `nsFd`'s namespace if given). */
-  #attachOne(ifindex: number, slot: number, dir: number, nsFd?: number): AttachedSide {
-    const prog = this.#pool.take();
+  /**
+   * A program pointed at `slot`, attached to `ifindex` (in `nsFd`'s namespace
+   * if given) with its link pinned at `pin`: from the pool, or, adopting
+   * `left`, an instance of the same attach id switched in on its link.
+   */
+  #attachOne(
+    ifindex: number,
+    slot: number,
+    dir: number,
+    opts: { nsFd?: number; pin: string; left?: LeftLink },
+  ): AttachedSide {
+    const { nsFd, left } = opts;
+    const prog = left ? this.#pool.takeId(left.attachId) : this.#pool.take();
     try {
+      // For an adopted side this switches the old program to `slot` at once (one word).
       this.#o.slots.configureAttachment(prog.attachId, slot, dir, { learn: true });
       const mode = this.#o.xdpMode === "auto" ? VETH_AUTO_MODE : this.#o.xdpMode;
-      const side = attachSide(prog, ifindex, mode, nsFd);
-      this.#log.debug("program {id} (attachment {attach}) on ifindex {ifindex} {where}, {mode}", {
-        id: prog.id,
-        attach: prog.attachId,
-        ifindex,
-        where: nsFd === undefined ? "here" : "in the container",
-        mode: side.mode,
-      });
+      const side = left
+        ? adoptSide(prog, left, nsFd)
+        : attachSide(prog, ifindex, mode, { nsFd, pin: opts.pin });
+      this.#log.debug(
+        `program {id} (attachment {attach}) ${
+          left ? "adopted" : "on"
+        } ifindex {ifindex} {where}, {mode}`,
+        {
+          id: prog.id,
+          attach: prog.attachId,
+          ifindex,
+          where: nsFd === undefined ? "here" : "in the container",
+          mode: side.mode,
+        },
+      );
       return side;
     } catch (e) {
       this.#pool.give(prog);
@@ -310,7 +406,9 @@ export class VethAttachments {
     }
     const sel = this.#o.select(null);
     try {
-      const egress = this.#attachOne(link.index, sel.slot, DIR_EGRESS);
+      const egress = this.#attachOne(link.index, sel.slot, DIR_EGRESS, {
+        pin: this.#o.pins.vethLink(link.index),
+      });
       this.#unclaimed.set(link.index, {
         link,
         state: { pair, egress },
@@ -417,8 +515,11 @@ export class VethAttachments {
     };
   }
 
-  /** Who an attach id filters, for drop logs: "pod shop/web-0 egress (vethXYZ)". */
-  describeAttachment(attachId: number): string | undefined {
+  /**
+   * Who an attach id filters, for drop logs: "pod shop/web-0 egress
+   * (vethXYZ)", and the container (id, name, containerd namespace).
+   */
+  describeAttachment(attachId: number): AttachmentOwner | undefined {
     for (const f of this.#filtered.values()) {
       for (const p of f.pairs.values()) {
         const side = p.egress?.prog.attachId === attachId
@@ -426,13 +527,86 @@ export class VethAttachments {
           : p.ingress?.prog.attachId === attachId
           ? "ingress"
           : null;
-        if (side) return `${describeWorkload(f.workload)} ${side} (${p.pair.hostName})`;
+        if (!side) continue;
+        const t = identityTask(f.workload);
+        return {
+          where: `${describeWorkload(f.workload)} ${side} (${p.pair.hostName})`,
+          container: t && { id: t.containerId, name: containerNameOf(t), namespace: t.namespace },
+        };
       }
     }
     for (const u of this.#unclaimed.values()) {
-      if (u.state.egress?.prog.attachId === attachId) return `${u.link.name} (unclaimed veth)`;
+      if (u.state.egress?.prog.attachId === attachId) {
+        return { where: `${u.link.name} (unclaimed veth)` };
+      }
     }
     return undefined;
+  }
+
+  /** What the state records of every side and unclaimed veth. */
+  records(): (SideRecord | VethRecord)[] {
+    const out: (SideRecord | VethRecord)[] = [];
+    for (const f of this.#filtered.values()) {
+      const t = identityTask(f.workload);
+      const container = {
+        id: t?.containerId ?? "",
+        name: t ? containerNameOf(t) : "",
+        namespace: t?.namespace ?? "",
+      };
+      for (const p of f.pairs.values()) {
+        for (const [side, a] of [["egress", p.egress], ["ingress", p.ingress]] as const) {
+          if (!a) continue;
+          out.push({
+            kind: "container",
+            attachId: a.prog.attachId,
+            netns: f.workload.netns,
+            side,
+            ifindex: a.ifindex,
+            hostIface: p.pair.hostName,
+            mode: a.mode,
+            policy: f.policy.name,
+            container,
+            pid: t?.pid ?? 0,
+          });
+        }
+      }
+    }
+    for (const u of this.#unclaimed.values()) {
+      const a = u.state.egress;
+      if (!a) continue;
+      out.push({
+        kind: "veth",
+        attachId: a.prog.attachId,
+        ifindex: a.ifindex,
+        iface: u.link.name,
+        mode: a.mode,
+        policy: u.policy.name,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Leaves every side enforcing (`--keep-on-exit`): links stay pinned, attach
+   * entries as they are; only this process's descriptors are closed.
+   */
+  keep(): void {
+    const all = [
+      ...[...this.#filtered.values()].flatMap((f) => [...f.pairs.values()]),
+      ...[...this.#unclaimed.values()].map((u) => u.state),
+    ];
+    for (const p of all) {
+      for (const side of [p.ingress, p.egress]) {
+        if (!side) continue;
+        keepSide(side);
+        this.#pool.keep(side.prog);
+      }
+    }
+    for (const f of this.#filtered.values()) f.ns.close();
+    this.#filtered.clear();
+    this.#unclaimed.clear();
+    this.#pool.close();
+    this.#rtnl.close();
   }
 
   /**

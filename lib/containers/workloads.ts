@@ -16,6 +16,14 @@ export const CRI_KIND_LABEL = "io.cri-containerd.kind";
 /** Labels worth showing in logs for Kubernetes pods. */
 export const POD_NAME_LABEL = "io.kubernetes.pod.name";
 export const POD_NAMESPACE_LABEL = "io.kubernetes.pod.namespace";
+export const CONTAINER_NAME_LABEL = "io.kubernetes.container.name";
+
+/** A task's name for people: its pod (namespace/name), its Kubernetes container name, or its id. */
+export function containerNameOf(t: Task): string {
+  const pod = t.labels[POD_NAME_LABEL];
+  if (pod) return `${t.labels[POD_NAMESPACE_LABEL] ?? "?"}/${pod}`;
+  return t.labels[CONTAINER_NAME_LABEL] ?? t.containerId;
+}
 
 /** A container's init task, as containerd reports it. */
 export interface Task {

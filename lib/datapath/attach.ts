@@ -3,18 +3,21 @@
  * host interfaces and containers' veths: what is there already (nothing, a
  * program an earlier tinyfw run left, or someone else's), `auto` mode (native,
  * else generic), and the atomic replacement of a left-over tinyfw program.
- * Runs in the calling thread's network namespace.
+ * A new attachment is a BPF link (`links.ts`), which the caller pins; a
+ * left-over program is switched in place, through its link when it has one
+ * (the adoption of a pinned attachment), else through netlink (one left by a
+ * tinyfw without links). Runs in the calling thread's network namespace.
  *
  * @module
  */
 
 import { BpfError } from "../ffi/errors.ts";
+import { createXdpLink, linkOfProgram, updateLink, type XdpLink } from "./links.ts";
 import {
   openProgram,
   progInfo,
   PROGRAM_NAME,
   xdpAttach,
-  xdpDetach,
   type XdpMode,
   xdpQuery,
 } from "./object.ts";
@@ -40,53 +43,67 @@ export function xdpOccupant(ifindex: number): XdpOccupant {
 
 /** Options of {@link attachProgram}. */
 export interface AttachProgramOptions {
-  /** `auto` tries native, then generic (a left-over program's mode, when replacing one). */
+  /** `auto` tries native, then generic (a left-over program keeps its mode). */
   readonly want: "auto" | XdpMode;
-  /** A tinyfw program left on the interface: replaced, atomically when the mode stays. */
+  /** A tinyfw program left on the interface: replaced atomically, in its own mode. */
   readonly stale?: { readonly id: number; readonly mode: XdpMode };
   /** Told why native mode was refused before `auto` falls back to generic. */
   readonly onNativeRefused?: (e: BpfError) => void;
+  /** Told when a left-over program's mode is kept although another one is wanted. */
+  readonly onModeKept?: (mode: XdpMode) => void;
+}
+
+/** How a program was attached. */
+export interface Attached {
+  readonly mode: XdpMode;
+  /** The link holding it (pin it to make it outlive the process); null: netlink (persists). */
+  readonly link: XdpLink | null;
+  /** True when a left-over tinyfw program was replaced. */
+  readonly replaced: boolean;
 }
 
 /**
- * Attaches `progFd` at XDP on `ifindex` and returns the mode used. Throws
- * BpfError when the kernel refuses; {@link attemptedMode} says in which mode.
+ * Attaches `progFd` at XDP on `ifindex`. Throws BpfError when the kernel
+ * refuses; {@link attemptedMode} says in which mode.
  */
 export function attachProgram(
   ifindex: number,
   progFd: number,
   opts: AttachProgramOptions,
-): XdpMode {
+): Attached {
   const { want, stale } = opts;
   if (stale) {
-    const mode = want === "auto" ? stale.mode : want;
-    if (mode === stale.mode) {
-      const old = openProgram(stale.id);
+    // A link's (or netlink attachment's) mode cannot change in place: it is kept, so that
+    // the interface is never left without a filter; `tinyfw detach` first to change it.
+    if (want !== "auto" && want !== stale.mode) opts.onModeKept?.(stale.mode);
+    const link = linkOfProgram(stale.id);
+    if (link) {
       try {
-        xdpAttach(ifindex, progFd, { mode, replaceFd: old.fd });
-      } finally {
-        old.close();
+        updateLink(link, progFd, stale.id);
+      } catch (e) {
+        link.close();
+        throw e;
       }
-      return mode;
+      return { mode: stale.mode, link, replaced: true };
     }
-    // A mode change cannot be one atomic replace: detach the old, attach the new.
-    xdpDetach(ifindex, stale.mode);
-    xdpAttach(ifindex, progFd, { mode });
-    return mode;
+    const old = openProgram(stale.id);
+    try {
+      xdpAttach(ifindex, progFd, { mode: stale.mode, replaceFd: old.fd });
+    } finally {
+      old.close();
+    }
+    return { mode: stale.mode, link: null, replaced: true };
   }
   if (want !== "auto") {
-    xdpAttach(ifindex, progFd, { mode: want });
-    return want;
+    return { mode: want, link: createXdpLink(progFd, ifindex, want), replaced: false };
   }
   try {
-    xdpAttach(ifindex, progFd, { mode: "native" });
-    return "native";
+    return { mode: "native", link: createXdpLink(progFd, ifindex, "native"), replaced: false };
   } catch (e) {
     if (!(e instanceof BpfError)) throw e;
     opts.onNativeRefused?.(e);
   }
-  xdpAttach(ifindex, progFd, { mode: "generic" });
-  return "generic";
+  return { mode: "generic", link: createXdpLink(progFd, ifindex, "generic"), replaced: false };
 }
 
 /** The mode in which {@link attachProgram} failed, when it throws. */

@@ -18,6 +18,7 @@ import {
   FAST_TABLE_SIZE,
   FAST_TABLES,
   MAX_SLOTS,
+  PolicyValue,
   SLOT_NONE,
   STATE_AUDIT,
   StateValue,
@@ -29,7 +30,7 @@ import {
   type MapEntries,
   type PolicyKeys,
 } from "./entries.ts";
-import { type BpfMap, type Datapath, sumPerCpu, u32Key } from "./object.ts";
+import { type BpfMap, type Datapath, type MapName, sumPerCpu, u32Key } from "./object.ts";
 import { RangeAllocator } from "./ranges.ts";
 import { BpfError, E2BIG, ENOSPC } from "../ffi/errors.ts";
 
@@ -125,6 +126,64 @@ export class PolicySlots {
       throw err;
     }
     return installed;
+  }
+
+  /**
+   * Takes over slots an earlier agent left in use (recorded in its state,
+   * `lib/persist/state.ts`): their slots, counter blocks and fast tables stay
+   * out of use, with their entries as they are, until {@link releaseAdopted}.
+   */
+  adopt(slots: readonly AdoptedSlot[]): void {
+    for (const a of slots) {
+      const at = this.#freeSlots.indexOf(a.slot);
+      if (at >= 0) this.#freeSlots.splice(at, 1);
+      const first = a.counterBase / COUNTERS_PER_BLOCK;
+      this.#counterBlocks.reserve(first, blocksFor(a.counterCount));
+      const rest = this.#freeTables.filter((t) => !a.fastTables.includes(t));
+      this.#freeTables.splice(0, this.#freeTables.length, ...rest);
+    }
+  }
+
+  /**
+   * Frees adopted slots no attachment uses any more: deletes their entries
+   * (found by scanning the maps' keys for the slot), their `policies` value,
+   * and frees their counters and fast tables.
+   */
+  releaseAdopted(slots: readonly AdoptedSlot[]): void {
+    if (slots.length === 0) return;
+    this.sweep((slot) => !slots.some((a) => a.slot === slot));
+    for (const a of slots) {
+      this.#dp.maps.policies.update(u32Key(a.slot), new Uint8Array(PolicyValue.size));
+      this.#counterBlocks.free(a.counterBase / COUNTERS_PER_BLOCK, blocksFor(a.counterCount));
+      this.#freeTables.push(...a.fastTables);
+      if (!this.#freeSlots.includes(a.slot)) this.#freeSlots.push(a.slot);
+    }
+  }
+
+  /**
+   * Deletes, from every map keyed by slot, the entries of the slots `keep`
+   * refuses: what a crashed agent wrote for a policy it never recorded, or
+   * what adopted slots leave. Returns the number of entries deleted. It reads
+   * every key of those maps (about a second for a million entries).
+   */
+  sweep(keep: (slot: number) => boolean): number {
+    let deleted = 0;
+    for (const [name, at] of SLOT_KEYS) {
+      const map = this.#dp.maps[name];
+      const doomed: Uint8Array[] = [];
+      for (const key of map.keys()) {
+        const view = new DataView(key.buffer, key.byteOffset);
+        const slot = at.bigEndian
+          ? view.getUint16(at.offset, false)
+          : view.getUint16(at.offset, true);
+        if (!keep(slot)) doomed.push(key);
+      }
+      if (doomed.length === 0) continue;
+      const keys = new Uint8Array(doomed.length * map.keySize);
+      doomed.forEach((k, i) => keys.set(k, i * map.keySize));
+      deleted += map.deleteBatch(keys, doomed.length);
+    }
+    return deleted;
   }
 
   /** Deletes the entries of `installed` and frees its slot, counters and fast tables. */
@@ -256,18 +315,7 @@ export class PolicySlots {
 
   /** Packets and bytes of counters `base`..`base + count - 1`, summed over CPUs: a lookup per block. */
   readCounters(base: number, count: number): [bigint, bigint][] {
-    const out: [bigint, bigint][] = [];
-    let block = -1;
-    let sums: bigint[] = [];
-    for (let idx = base; idx < base + count; idx++) {
-      if (Math.floor(idx / COUNTERS_PER_BLOCK) !== block) {
-        block = Math.floor(idx / COUNTERS_PER_BLOCK);
-        sums = sumPerCpu(this.#dp.maps.counters.lookupPerCpu(u32Key(block)) ?? []);
-      }
-      const lane = (idx % COUNTERS_PER_BLOCK) * 2;
-      out.push([sums[lane] ?? 0n, sums[lane + 1] ?? 0n]);
-    }
-    return out;
+    return readCounterRange(this.#dp.maps.counters, base, count);
   }
 
   /** Writes a whole fast table (every L4 key: entries not in the policy are FAST_NONE). */
@@ -289,6 +337,47 @@ export class PolicySlots {
     const values = new Uint8Array(n * CounterBlock.size);
     this.#dp.maps.counters.updateBatch(keys, values, n);
   }
+}
+
+/** A slot an earlier agent left in use: the parts of its state record that hold resources. */
+export interface AdoptedSlot {
+  readonly slot: number;
+  readonly counterBase: number;
+  readonly counterCount: number;
+  readonly fastTables: readonly number[];
+}
+
+/** Where the slot is in the keys of each map keyed by slot (lib/datapath/layout.ts). */
+const SLOT_KEYS: readonly [MapName, { offset: number; bigEndian: boolean }][] = [
+  ["addr4_hash", { offset: 0, bigEndian: false }],
+  ["addr6_hash", { offset: 0, bigEndian: false }],
+  ["rule_hash", { offset: 0, bigEndian: false }],
+  ["lpm_v4", { offset: 4, bigEndian: true }],
+  ["lpm_v6", { offset: 4, bigEndian: true }],
+  ["port_lpm", { offset: 4, bigEndian: true }],
+];
+
+/**
+ * Packets and bytes of counters `base`..`base + count - 1` of a `counters`
+ * map (its own or a pinned one), summed over CPUs: a lookup per block.
+ */
+export function readCounterRange(
+  counters: BpfMap,
+  base: number,
+  count: number,
+): [bigint, bigint][] {
+  const out: [bigint, bigint][] = [];
+  let block = -1;
+  let sums: bigint[] = [];
+  for (let idx = base; idx < base + count; idx++) {
+    if (Math.floor(idx / COUNTERS_PER_BLOCK) !== block) {
+      block = Math.floor(idx / COUNTERS_PER_BLOCK);
+      sums = sumPerCpu(counters.lookupPerCpu(u32Key(block)) ?? []);
+    }
+    const lane = (idx % COUNTERS_PER_BLOCK) * 2;
+    out.push([sums[lane] ?? 0n, sums[lane + 1] ?? 0n]);
+  }
+  return out;
 }
 
 /** How many counter blocks `count` counters take. */

@@ -26,6 +26,22 @@ export class RangeAllocator {
     return null;
   }
 
+  /**
+   * Takes [start, start + length) out of the free list, where an earlier
+   * owner left it in use; false (and nothing taken) unless all of it is free.
+   */
+  reserve(start: number, length: number): boolean {
+    if (length <= 0) return true;
+    const i = this.#free.findIndex(([s, len]) => s <= start && start + length <= s + len);
+    if (i < 0) return false;
+    const [s, len] = this.#free[i];
+    const parts: [number, number][] = [];
+    if (start > s) parts.push([s, start - s]);
+    if (start + length < s + len) parts.push([start + length, s + len - start - length]);
+    this.#free.splice(i, 1, ...parts);
+    return true;
+  }
+
   /** Returns [start, start + length) to the free list. */
   free(start: number, length: number): void {
     if (length <= 0) return;

@@ -112,6 +112,10 @@ const SYMBOLS = {
   bpf_obj_get_info_by_fd: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   bpf_obj_pin: { parameters: ["i32", "buffer"], result: "i32" },
   bpf_obj_get: { parameters: ["buffer"], result: "i32" },
+  bpf_link_create: { parameters: ["i32", "i32", "u32", "buffer"], result: "i32" },
+  bpf_link_update: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  bpf_link_get_fd_by_id: { parameters: ["u32"], result: "i32" },
+  bpf_link_get_next_id: { parameters: ["u32", "buffer"], result: "i32" },
 } as const;
 
 type Symbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -1024,4 +1028,89 @@ export function objPin(fd: number, path: string): void {
 /** bpf_obj_get: a new fd for the object pinned at `path`. */
 export function objGet(path: string): number {
   return call(`bpf_obj_get ${path}`, (s) => s.bpf_obj_get(cString(path)));
+}
+
+// ---------------------------------------------------------------------------
+// BPF links: an attachment held by an fd (and by its pins), gone with the last.
+
+/** enum bpf_attach_type BPF_XDP. */
+export const BPF_XDP = 37;
+/** enum bpf_link_type BPF_LINK_TYPE_XDP. */
+export const BPF_LINK_TYPE_XDP = 6;
+/** BPF_F_REPLACE: bpf_link_update only if the link runs `old_prog_fd`. */
+export const BPF_F_REPLACE = 4;
+
+/**
+ * bpf_link_create for XDP: attaches `progFd` on `ifindex` (in the calling
+ * thread's network namespace) with `flags` (XDP_FLAGS_SKB_MODE/DRV_MODE), and
+ * returns the link's fd.
+ */
+export function linkCreateXdp(progFd: number, ifindex: number, flags: number): number {
+  const opts = new Uint8Array(64); // struct bpf_link_create_opts (sz, flags, ...; the rest zero)
+  const view = new DataView(opts.buffer);
+  view.setBigUint64(0, 64n, true);
+  view.setUint32(8, flags, true);
+  return call(
+    `bpf_link_create (XDP) ifindex ${ifindex}`,
+    (s) => s.bpf_link_create(progFd, ifindex, BPF_XDP, opts),
+  );
+}
+
+/**
+ * bpf_link_update: the link runs `newProgFd` from now on, atomically. With
+ * `oldProgFd`, only if it runs that program now (else EPERM).
+ */
+export function linkUpdate(linkFd: number, newProgFd: number, oldProgFd?: number): void {
+  const opts = new Uint8Array(16); // struct bpf_link_update_opts
+  const view = new DataView(opts.buffer);
+  view.setBigUint64(0, 16n, true);
+  if (oldProgFd !== undefined) {
+    view.setUint32(8, BPF_F_REPLACE, true);
+    view.setUint32(12, oldProgFd, true);
+  }
+  call(`bpf_link_update link fd ${linkFd}`, (s) => s.bpf_link_update(linkFd, newProgFd, opts));
+}
+
+/** bpf_link_get_fd_by_id: a new (close-on-exec) fd for a link. */
+export function linkGetFdById(id: number): number {
+  return call(`bpf_link_get_fd_by_id ${id}`, (s) => s.bpf_link_get_fd_by_id(id));
+}
+
+/** Every link id in the kernel (bpf_link_get_next_id), in order. */
+export function linkIds(): number[] {
+  const ids: number[] = [];
+  const next = new Uint32Array(1);
+  const out = new Uint8Array(next.buffer);
+  let id = 0;
+  for (;;) {
+    const ret = bpf().bpf_link_get_next_id(id, out);
+    if (ret !== 0) break; // -ENOENT at the end
+    id = next[0];
+    ids.push(id);
+  }
+  return ids;
+}
+
+/** The parts of struct bpf_link_info tinyfw reads. */
+export interface LinkInfo {
+  /** enum bpf_link_type (XDP: 6). */
+  type: number;
+  id: number;
+  progId: number;
+  /** XDP links: the interface; 0 once the interface is gone (the link is defunct). */
+  ifindex: number;
+}
+
+/** bpf_obj_get_info_by_fd on a link fd. */
+export function linkInfo(fd: number): LinkInfo {
+  const info = new Uint8Array(64); // struct bpf_link_info: type, id, prog_id, union @16
+  const view = new DataView(info.buffer);
+  infoByFd("bpf_obj_get_info_by_fd (link)", fd, info);
+  const type = view.getUint32(0, true);
+  return {
+    type,
+    id: view.getUint32(4, true),
+    progId: view.getUint32(8, true),
+    ifindex: type === BPF_LINK_TYPE_XDP ? view.getUint32(16, true) : 0,
+  };
 }

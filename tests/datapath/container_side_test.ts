@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { Datapath } from "../../lib/datapath/object.ts";
 import { PolicySlots } from "../../lib/datapath/policy_slots.ts";
+import { AttachIds } from "../../lib/datapath/attach_ids.ts";
 import { DIR_EGRESS, DIR_INGRESS } from "../../lib/datapath/layout.ts";
 import { compilePolicy } from "../../lib/policy/compile.ts";
 import { NetnsHandle, nsidOf, vethPairsTo } from "../../lib/containers/netns.ts";
@@ -47,7 +48,10 @@ Deno.test("containers: both ends of a veth filtered, found by nsid, detached and
       { direction: "ingress", action: "deny" },
       { direction: "egress", protocol: "tcp", ports: [9090], action: "deny" },
     )));
-    const pool = new InstancePool(dp, slots, { firstId: 10, spare: 2 });
+    const pool = new InstancePool(dp, slots, {
+      ids: new AttachIds(dp.maps.attach.maxEntries),
+      spare: 2,
+    });
     pool.refill();
     assert.equal(pool.spare, 2);
     const eg = pool.take();
@@ -55,7 +59,7 @@ Deno.test("containers: both ends of a veth filtered, found by nsid, detached and
     const egress = attachSide(eg, pairs[0].hostIndex, "auto");
     const ig = pool.take();
     slots.configureAttachment(ig.attachId, inst.slot, DIR_INGRESS, { learn: true });
-    const ingress = attachSide(ig, pairs[0].peerIndex, "auto", handle.fd);
+    const ingress = attachSide(ig, pairs[0].peerIndex, "auto", { nsFd: handle.fd });
     assert.equal(pool.inUse, 2);
     assert.notEqual(eg.attachId, ig.attachId);
     const hostXdp = rtnl.getLink(veth.host)!.xdp;
@@ -87,7 +91,7 @@ Deno.test("containers: both ends of a veth filtered, found by nsid, detached and
     // A side whose interface went away with its namespace detaches as "nothing to do".
     const again = pool.take();
     slots.configureAttachment(again.attachId, inst.slot, DIR_INGRESS);
-    const late = attachSide(again, pairs[0].peerIndex, "generic", handle.fd);
+    const late = attachSide(again, pairs[0].peerIndex, "generic", { nsFd: handle.fd });
     await veth.delete();
     assert.equal(detachSide(late), false);
     pool.give(again);
@@ -119,11 +123,17 @@ Deno.test("containers: a foreign XDP program on a container's interface is left 
       "xdp",
     ]);
     const slots = new PolicySlots(dp);
-    const pool = new InstancePool(dp, slots, { firstId: 10, spare: 0 });
+    const pool = new InstancePool(dp, slots, {
+      ids: new AttachIds(dp.maps.attach.maxEntries),
+      spare: 0,
+    });
     const prog = pool.take();
     const handle = NetnsHandle.ofPath(ns.path);
     try {
-      assert.throws(() => attachSide(prog, veth.peerIndex, "auto", handle.fd), /did not install/);
+      assert.throws(
+        () => attachSide(prog, veth.peerIndex, "auto", { nsFd: handle.fd }),
+        /did not install/,
+      );
     } finally {
       handle.close();
     }

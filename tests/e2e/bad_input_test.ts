@@ -127,7 +127,7 @@ Deno.test("bad input: a reload refuses every bad corpus file with check's errors
         assert.equal(agent.count(/policy reloaded/g), 0, "a bad file was taken");
         assert.equal(await agent.stop(), 0, agent.log);
       } finally {
-        await agent.stop("SIGKILL");
+        await agent.dispose();
       }
     });
   } finally {

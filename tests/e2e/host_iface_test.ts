@@ -58,7 +58,7 @@ Deno.test("e2e: default policy on a host interface drops TCP 80, passes the rest
         "port 80 still blocked after exit",
       );
     } finally {
-      await agent.stop("SIGKILL");
+      await agent.dispose();
     }
   });
 });
@@ -81,7 +81,7 @@ Deno.test("e2e: SIGINT detaches too; a program left by a killed agent is replace
       assert.equal(await second.stop("SIGINT"), 0, second.log);
       assert.equal(xdpOf(server, iface).mode, "none");
     } finally {
-      await second.stop("SIGKILL");
+      await second.dispose();
     }
   });
 });

@@ -102,7 +102,7 @@ Deno.test("reload: SIGHUP and a change of the file both take effect; an invalid 
 
         assert.equal(await agent.stop(), 0, agent.log);
       } finally {
-        await agent.stop("SIGKILL");
+        await agent.dispose();
       }
     });
   });
@@ -185,7 +185,7 @@ Deno.test("reload: 200 switches between two 10,000-rule policies under load let 
         assert.equal(agent.count(/rejected/g), 0);
       } finally {
         await flooder?.kill();
-        await agent.stop("SIGKILL");
+        await agent.dispose();
       }
     });
   });
@@ -218,7 +218,7 @@ Deno.test("reload: a 100,000-rule policy passes check and is reloaded into force
         assert.equal(await reach(client, "udp", SERVER4, 9), false, "discard (UDP 9) not enforced");
         assert.equal(await agent.stop(), 0, agent.log);
       } finally {
-        await agent.stop("SIGKILL");
+        await agent.dispose();
       }
     });
   });
@@ -279,7 +279,7 @@ Deno.test("reload: from one maximum-size policy to another under a flood: every 
         assert.equal(counted, sent, `the discard rule counted ${counted} of ${sent} datagrams`);
       } finally {
         await flooder?.kill();
-        await agent.stop("SIGKILL");
+        await agent.dispose();
       }
     });
   });
@@ -316,7 +316,7 @@ Deno.test("agent: defaultAction deny on a host interface still lets the host's o
         // The sampled drop records name the policy and the default action.
         assert.match(agent.log, /dropped ingress tcp \S+ -> \S+:8081 .* by locked\/\(default\)/);
       } finally {
-        await agent.stop("SIGKILL");
+        await agent.dispose();
       }
     });
   });

@@ -2,6 +2,11 @@
  * The agent as a user starts it (`deno task start ARGS`, i.e. `deno run
  * --allow-all main.ts ARGS`), optionally inside a test's network namespace,
  * with its log captured so tests can wait for lines and show it on failure.
+ *
+ * Unless the test gives one, each agent gets a pin path of its namespace's
+ * own (`/sys/fs/bpf/tinyfw-test-NAME`), so that agents restarted in one test
+ * adopt each other's pins while tests never share any; {@link dispose} kills
+ * the agent and detaches whatever it left there.
  */
 import type { Netns } from "./netns.ts";
 
@@ -10,13 +15,18 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 /** A running agent process. */
 export class AgentProcess {
   readonly child: Deno.ChildProcess;
+  /** The agent's `--pin-path`. */
+  readonly pinPath: string;
+  readonly #ns?: Netns;
   /** Everything it wrote to stderr so far. */
   log = "";
   readonly #exited: Promise<Deno.CommandStatus>;
   #waiters: { re: RegExp; resolve: () => void }[] = [];
 
-  private constructor(child: Deno.ChildProcess) {
+  private constructor(child: Deno.ChildProcess, pinPath: string, ns?: Netns) {
     this.child = child;
+    this.pinPath = pinPath;
+    this.#ns = ns;
     this.#exited = child.status;
     this.#pump(child.stderr);
     child.stdout.pipeTo(new WritableStream({ write: (c) => this.#append(c) })).catch(() => {});
@@ -24,6 +34,8 @@ export class AgentProcess {
 
   /** Starts `main.ts ARGS` (inside `ns` when given). */
   static start(args: readonly string[], ns?: Netns): AgentProcess {
+    const given = args.indexOf("--pin-path");
+    const pinPath = given >= 0 ? args[given + 1] : testPinPath(ns);
     // As `deno task start` runs it (deno.json): a small young generation keeps RSS down.
     const argv = [
       Deno.execPath(),
@@ -33,6 +45,7 @@ export class AgentProcess {
       "--v8-flags=--max-semi-space-size=1",
       `${ROOT}main.ts`,
       ...args,
+      ...(given >= 0 ? [] : ["--pin-path", pinPath]),
     ];
     const cmd = ns ? ["nsenter", `--net=${ns.path}`, ...argv] : argv;
     const child = new Deno.Command(cmd[0], {
@@ -42,7 +55,7 @@ export class AgentProcess {
       stderr: "piped",
       env: { NO_COLOR: "1" },
     }).spawn();
-    return new AgentProcess(child);
+    return new AgentProcess(child, pinPath, ns);
   }
 
   async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
@@ -119,8 +132,46 @@ export class AgentProcess {
     return (await this.#exited).code;
   }
 
+  /**
+   * Kills the agent (if it still runs) and detaches everything left under its
+   * pin path: the test's own clean-up, for `finally`.
+   */
+  async dispose(): Promise<void> {
+    await this.stop("SIGKILL");
+    await detachPins(this.pinPath, this.#ns);
+  }
+
   /** The exit code, once it exits by itself. */
   async exitCode(): Promise<number> {
     return (await this.#exited).code;
+  }
+}
+
+/** The pin path of a test's agents in `ns` (or, without one, of this test process). */
+export function testPinPath(ns?: Netns): string {
+  return `/sys/fs/bpf/tinyfw-test-${ns?.name ?? `host-${Deno.pid}`}`;
+}
+
+/** `tinyfw detach --pin-path P` (in `ns`): removes whatever an agent left there. */
+export async function detachPins(pinPath: string, ns?: Netns): Promise<void> {
+  const argv = [
+    Deno.execPath(),
+    "run",
+    "--allow-all",
+    "--quiet",
+    `${ROOT}main.ts`,
+    "detach",
+    "--pin-path",
+    pinPath,
+  ];
+  const cmd = ns ? ["nsenter", `--net=${ns.path}`, ...argv] : argv;
+  const out = await new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (out.code !== 0) {
+    throw new Error(`detach of ${pinPath} failed: ${new TextDecoder().decode(out.stderr)}`);
   }
 }
