@@ -13,7 +13,7 @@
 import { lockHolder, pinLockPath } from "./agent_lock.ts";
 import { RuntimeError } from "./errors.ts";
 import { xdpOccupant } from "./datapath/attach.ts";
-import { linkOfProgram } from "./datapath/links.ts";
+import { linkOfProgram, openPinnedLink } from "./datapath/links.ts";
 import { xdpDetach } from "./datapath/object.ts";
 import { tcEgressProgram } from "./datapath/tc.ts";
 import { RtnetlinkClient } from "./netlink/rtnetlink.ts";
@@ -82,10 +82,18 @@ export function detach(pinPath: string): DetachReport {
       });
     }
   }
-  // Every pinned link: unpinned, it is gone with its program (unless held elsewhere).
+  // Every pinned link: unpinned, it is gone with its program (unless held elsewhere). Held
+  // open across the unpin so that closing it releases the link now: the kernel releases a
+  // link whose last pin goes away later, from a work queue, and the scan below would find
+  // its program still attached.
   for (const p of pins.links()) {
     attempt(p.path, () => {
-      if (unpin(p.path)) report.links++;
+      const link = openPinnedLink(p.path);
+      try {
+        if (unpin(p.path)) report.links++;
+      } finally {
+        link?.close();
+      }
     });
   }
   // This namespace's interfaces: what a tinyfw without links left (netlink), and learners

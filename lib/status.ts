@@ -12,10 +12,11 @@
 
 import { lockHolder, pinLockPath } from "./agent_lock.ts";
 import { linkState, openPinnedLink } from "./datapath/links.ts";
-import { BpfMap, progInfo, PROGRAM_NAME, xdpQuery } from "./datapath/object.ts";
+import { BpfMap, progInfo, PROGRAM_NAME, u32Key, xdpQuery } from "./datapath/object.ts";
 import { readCounterRange } from "./datapath/policy_slots.ts";
 import { xdpOccupant } from "./datapath/attach.ts";
 import { tcEgressProgram } from "./datapath/tc.ts";
+import { AttachValue, decode, StateValue } from "./datapath/layout.ts";
 import { objGet } from "./ffi/libbpf.ts";
 import { RtnetlinkClient } from "./netlink/rtnetlink.ts";
 import { CarriedCounters, recordedCounts, type RuleCounter } from "./counters.ts";
@@ -36,6 +37,8 @@ export interface KernelView {
   attachedProgId?: number;
   /** The program on tinyfw's tc egress filter of the interface (host interfaces). */
   learnerProgId?: number | null;
+  /** What the pinned maps say the attachment enforces: generation, slot, and its policy. */
+  inForce?: { generation: number; slot: number; policy: string | null };
 }
 
 /** One attachment as recorded, with what the kernel says of it. */
@@ -77,7 +80,13 @@ export function status(pinPath: string): Status {
     if (!(e instanceof StateError)) throw e;
     problems.push(`the recorded state is damaged: ${e.message}`);
   }
-  const attachments = (state?.attachments ?? []).map((r) => attachmentStatus(r, pins));
+  const slots = SlotReader.open(pins, state);
+  let attachments: AttachmentStatus[];
+  try {
+    attachments = (state?.attachments ?? []).map((r) => attachmentStatus(r, pins, slots));
+  } finally {
+    slots?.close();
+  }
   const recordedPins = new Set(attachments.map((a) => pinOf(a.record, pins)));
   for (const p of pins.links()) {
     if (!recordedPins.has(p.path)) problems.push(`${p.path}: a pinned link no record describes`);
@@ -133,9 +142,61 @@ function pinOf(r: AttachmentRecord, pins: PinSet): string {
   return pins.sideLink(r.netns, r.side, r.ifindex);
 }
 
-function attachmentStatus(r: AttachmentRecord, pins: PinSet): AttachmentStatus {
+/** Reads, from the pinned `state` and `attach` maps, which slot an attach id enforces. */
+class SlotReader {
+  private constructor(
+    readonly state: BpfMap,
+    readonly attach: BpfMap,
+    readonly policyOf: ReadonlyMap<number, string>,
+  ) {}
+
+  static open(pins: PinSet, state: AgentState | null): SlotReader | null {
+    let stateMap: BpfMap | undefined;
+    try {
+      stateMap = new BpfMap(objGet(`${pins.mapsDir}/state`), true);
+      const attach = new BpfMap(objGet(`${pins.mapsDir}/attach`), true);
+      return new SlotReader(
+        stateMap,
+        attach,
+        new Map((state?.policies ?? []).map((p) => [p.slot, p.policy])),
+      );
+    } catch {
+      stateMap?.close();
+      return null;
+    }
+  }
+
+  inForce(attachId: number): KernelView["inForce"] {
+    const gen = this.state.lookup(u32Key(0));
+    const entry = this.attach.lookup(u32Key(attachId));
+    if (!gen || !entry) return undefined;
+    const generation = Number(decode(StateValue, gen).gen);
+    const slot = (decode(AttachValue, entry).slot as number[])[generation];
+    return { generation, slot, policy: this.policyOf.get(slot) ?? null };
+  }
+
+  close(): void {
+    this.state.close();
+    this.attach.close();
+  }
+}
+
+function attachmentStatus(
+  r: AttachmentRecord,
+  pins: PinSet,
+  slots: SlotReader | null,
+): AttachmentStatus {
   const problems: string[] = [];
   const kernel: KernelView = {};
+  kernel.inForce = slots?.inForce(r.attachId);
+  if (!kernel.inForce) problems.push("the pinned maps have no entry for its attach id");
+  else if (kernel.inForce.policy !== r.policy) {
+    problems.push(
+      `the kernel enforces slot ${kernel.inForce.slot} (${
+        kernel.inForce.policy ?? "no recorded policy"
+      }), the record says policy ${r.policy}`,
+    );
+  }
   const hasLink = r.kind !== "interface" || r.link;
   if (hasLink) {
     const link = openPinnedLink(pinOf(r, pins));
@@ -267,7 +328,8 @@ function describe(a: AttachmentStatus): string {
     : r.kind === "interface" && !r.link
     ? "netlink"
     : "no link";
-  return `${where}: ${r.mode}, program ${prog ?? "none"}, ${link}, policy ${r.policy}` +
+  const gen = a.kernel.inForce ? `, generation ${a.kernel.inForce.generation}` : "";
+  return `${where}: ${r.mode}, program ${prog ?? "none"}, ${link}, policy ${r.policy}${gen}` +
     (a.problems.length ? " (see below)" : "");
 }
 

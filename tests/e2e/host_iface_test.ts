@@ -63,29 +63,6 @@ Deno.test("e2e: default policy on a host interface drops TCP 80, passes the rest
   });
 });
 
-Deno.test("e2e: SIGINT detaches too; a program left by a killed agent is replaced, not doubled", async () => {
-  await withTopology(async ({ server, iface }) => {
-    const first = AgentProcess.start(["--iface", iface, "--xdp-mode", "generic"], server);
-    await first.waitFor(/attached to .* in generic mode/);
-    await first.stop("SIGKILL");
-    const left = xdpOf(server, iface);
-    assert.equal(left.mode, "generic", "the killed agent's filter should keep enforcing");
-
-    const second = AgentProcess.start(["--iface", iface], server);
-    try {
-      await second.waitFor(/attached to .* in generic mode/);
-      assert.match(second.log, new RegExp(`replacing the tinyfw program \\(id ${left.progId}\\)`));
-      const now = xdpOf(server, iface);
-      assert.equal(now.mode, "generic");
-      assert.notEqual(now.progId, left.progId);
-      assert.equal(await second.stop("SIGINT"), 0, second.log);
-      assert.equal(xdpOf(server, iface).mode, "none");
-    } finally {
-      await second.dispose();
-    }
-  });
-});
-
 Deno.test("e2e: a foreign XDP program makes the agent refuse (exit 1) and stays in place", async () => {
   await withTopology(async ({ server, iface }) => {
     await run([

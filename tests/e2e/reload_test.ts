@@ -5,16 +5,17 @@
  * and the counters account for every one).
  */
 import assert from "node:assert/strict";
-import { AgentProcess } from "../helpers/agent_process.ts";
+import { AgentProcess, countedAtExit } from "../helpers/agent_process.ts";
 import { addressMax, portMax } from "../helpers/max_policies.ts";
 import {
   CLIENT4,
   CLIENT6,
-  NETPEER,
+  type Flood,
   reach,
   ROOT,
   SERVER4,
   SERVER6,
+  startFlood,
   startServer,
   withTopology,
   xdpOf,
@@ -143,48 +144,26 @@ Deno.test("reload: 200 switches between two 10,000-rule policies under load let 
         ["--iface", iface, "--policy", file, "--log-format", "json"],
         server,
       );
-      let flooder: Awaited<ReturnType<typeof client.spawn>> | undefined;
+      let flood: Flood | undefined;
       try {
         await agent.waitFor(/attached to/, 60_000);
-        // Resolve the server's MAC first so no datagram waits (or dies) in the neighbour queue.
-        await client.exec(["ping", "-c", "1", "-W", "2", SERVER4]);
-        flooder = await client.spawn([
-          Deno.execPath(),
-          "run",
-          "--allow-all",
-          "--quiet",
-          NETPEER,
-          "flood",
-          SERVER4,
-          "9",
-          "5",
-        ]);
+        flood = await startFlood(client, SERVER4, 9);
         for (let i = 1; i <= 200; i++) {
           await replaceFile(file, i % 2 ? b : a);
           agent.signal("SIGHUP");
           await agent.waitForCount(RELOADED, i, 60_000);
         }
-        flooder.child.kill("SIGTERM");
-        const out = new TextDecoder().decode((await flooder.child.output()).stdout);
-        const m = /sent (\d+) received (\d+)/.exec(out);
-        assert.ok(m, `flooder said: ${out}`);
-        const [sent, received] = [BigInt(m[1]), BigInt(m[2])];
+        const { sent, received } = await flood.stop();
+        flood = undefined;
         assert.ok(sent > 1000n, `only ${sent} datagrams were sent`);
         assert.equal(received, 0n, `${received} of ${sent} datagrams to port 9 got through`);
 
         assert.equal(await agent.stop(), 0);
-        let counted = 0n;
-        for (const line of agent.log.split("\n")) {
-          if (!line.startsWith("{")) continue;
-          const rec = JSON.parse(line);
-          if (rec.policy === "hosts" && rec.rule === "discard" && rec.packets !== undefined) {
-            counted += BigInt(rec.packets);
-          }
-        }
+        const counted = countedAtExit(agent.log, "hosts", "discard");
         assert.equal(counted, sent, `the discard rule counted ${counted} of ${sent} datagrams`);
         assert.equal(agent.count(/rejected/g), 0);
       } finally {
-        await flooder?.kill();
+        await flood?.kill();
         await agent.dispose();
       }
     });
@@ -236,31 +215,17 @@ Deno.test("reload: from one maximum-size policy to another under a flood: every 
         ["--iface", iface, "--policy", file, "--log-format", "json"],
         server,
       );
-      let flooder: Awaited<ReturnType<typeof client.spawn>> | undefined;
+      let flood: Flood | undefined;
       try {
         await agent.waitFor(/attached to/, 120_000);
-        await client.exec(["ping", "-c", "1", "-W", "2", SERVER4]);
-        flooder = await client.spawn([
-          Deno.execPath(),
-          "run",
-          "--allow-all",
-          "--quiet",
-          NETPEER,
-          "flood",
-          SERVER4,
-          "9",
-          "5",
-        ]);
+        flood = await startFlood(client, SERVER4, 9);
         for (let i = 1; i < files.length; i++) {
           await replaceFile(file, files[i]);
           agent.signal("SIGHUP");
           await agent.waitForCount(RELOADED, i, 180_000);
         }
-        flooder.child.kill("SIGTERM");
-        const out = new TextDecoder().decode((await flooder.child.output()).stdout);
-        const m = /sent (\d+) received (\d+)/.exec(out);
-        assert.ok(m, `flooder said: ${out}`);
-        const [sent, received] = [BigInt(m[1]), BigInt(m[2])];
+        const { sent, received } = await flood.stop();
+        flood = undefined;
         assert.ok(sent > 1000n, `only ${sent} datagrams were sent`);
         assert.equal(received, 0n, `${received} of ${sent} datagrams to port 9 got through`);
         assert.equal(agent.count(REJECTED), 0, agent.log);
@@ -268,17 +233,10 @@ Deno.test("reload: from one maximum-size policy to another under a flood: every 
         console.log(`maximum-size reloads: ${times.map((t) => t[1]).join(", ")} ms`);
 
         assert.equal(await agent.stop(), 0);
-        let counted = 0n;
-        for (const line of agent.log.split("\n")) {
-          if (!line.startsWith("{")) continue;
-          const rec = JSON.parse(line);
-          if (rec.policy === "hosts" && rec.rule === "discard" && rec.packets !== undefined) {
-            counted += BigInt(rec.packets);
-          }
-        }
+        const counted = countedAtExit(agent.log, "hosts", "discard");
         assert.equal(counted, sent, `the discard rule counted ${counted} of ${sent} datagrams`);
       } finally {
-        await flooder?.kill();
+        await flood?.kill();
         await agent.dispose();
       }
     });

@@ -152,26 +152,46 @@ export function testPinPath(ns?: Netns): string {
   return `/sys/fs/bpf/tinyfw-test-${ns?.name ?? `host-${Deno.pid}`}`;
 }
 
-/** `tinyfw detach --pin-path P` (in `ns`): removes whatever an agent left there. */
-export async function detachPins(pinPath: string, ns?: Netns): Promise<void> {
-  const argv = [
-    Deno.execPath(),
-    "run",
-    "--allow-all",
-    "--quiet",
-    `${ROOT}main.ts`,
-    "detach",
-    "--pin-path",
-    pinPath,
-  ];
+/** What a `tinyfw` subcommand printed, and its exit code. */
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `main.ts ARGS` to its end (inside `ns` when given), as `deno task start ARGS` would. */
+export async function tinyfw(args: readonly string[], ns?: Netns): Promise<CommandResult> {
+  const argv = [Deno.execPath(), "run", "--allow-all", "--quiet", `${ROOT}main.ts`, ...args];
   const cmd = ns ? ["nsenter", `--net=${ns.path}`, ...argv] : argv;
   const out = await new Deno.Command(cmd[0], {
     args: cmd.slice(1),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
+    env: { NO_COLOR: "1" },
   }).output();
-  if (out.code !== 0) {
-    throw new Error(`detach of ${pinPath} failed: ${new TextDecoder().decode(out.stderr)}`);
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+}
+
+/** `tinyfw detach --pin-path P` (in `ns`): removes whatever an agent left there. */
+export async function detachPins(pinPath: string, ns?: Netns): Promise<void> {
+  const r = await tinyfw(["detach", "--pin-path", pinPath], ns);
+  if (r.code !== 0) throw new Error(`detach of ${pinPath} failed: ${r.stderr}${r.stdout}`);
+}
+
+/**
+ * The packets an agent run with `--log-format json` reported at exit for
+ * `policy`/`rule` (both directions).
+ */
+export function countedAtExit(log: string, policy: string, rule: string): bigint {
+  let counted = 0n;
+  for (const line of log.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const rec = JSON.parse(line);
+    if (rec.policy === policy && rec.rule === rule && rec.packets !== undefined) {
+      counted += BigInt(rec.packets);
+    }
   }
+  return counted;
 }

@@ -56,3 +56,13 @@ export function attachedRuleCount(
     for (const m of maps.values()) m.close();
   }
 }
+
+/** Whether the kernel still has program `id` (a detached program with no holder is freed). */
+export function programExists(id: number): boolean {
+  try {
+    progInfo({ id });
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -91,3 +91,42 @@ export function xdpOf(ns: Netns, iface: string) {
     }
   });
 }
+
+/** A UDP flood from the client, running until {@link Flood.stop}. */
+export interface Flood {
+  /** Stops it: how many datagrams were sent, and how many were echoed (got through). */
+  stop(): Promise<{ sent: bigint; received: bigint }>;
+  /** Kills it without a count (clean-up). */
+  kill(): Promise<void>;
+}
+
+/**
+ * Starts flooding `host:port` over UDP from `ns` (`perMs` datagrams a
+ * millisecond) against an echoing server: every echo is a datagram that got through.
+ */
+export async function startFlood(ns: Netns, host: string, port: number, perMs = 5): Promise<Flood> {
+  // Resolve the server's MAC first so no datagram waits (or dies) in the neighbour queue
+  // (ARP or ND gets the answer even where a policy drops the echo).
+  await ns.exec(["ping", "-c", "1", "-W", "1", host], { allowFailure: true });
+  const proc = await ns.spawn([
+    Deno.execPath(),
+    "run",
+    "--allow-all",
+    "--quiet",
+    NETPEER,
+    "flood",
+    host,
+    String(port),
+    String(perMs),
+  ]);
+  return {
+    async stop() {
+      proc.child.kill("SIGTERM");
+      const out = new TextDecoder().decode((await proc.child.output()).stdout);
+      const m = /sent (\d+) received (\d+)/.exec(out);
+      assert.ok(m, `the flooder said: ${out}`);
+      return { sent: BigInt(m[1]), received: BigInt(m[2]) };
+    },
+    kill: () => proc.kill(),
+  };
+}
