@@ -97,7 +97,7 @@ export interface AgentOptions {
 export interface ReloadStats {
   ok: number;
   failed: number;
-  /** The last reload: whether it took effect, how long it took, when. */
+  /** The last load (the one at start, or a reload): whether it took effect, how long, when. */
   last?: { ok: boolean; seconds: number; at: number };
 }
 
@@ -144,7 +144,7 @@ export class Agent {
   #containers?: ContainersMode;
   #recorded = "";
   /** Called with each container's time from event to filtered (metrics). */
-  onContainerLatency?: (l: AttachLatency) => void;
+  onContainerLatency?: (l: Pick<AttachLatency, "sincePublishedMs">) => void;
 
   private constructor(
     opts: AgentOptions,
@@ -188,6 +188,7 @@ export class Agent {
   /** Checks, loads, installs the policies and attaches to every interface, or changes nothing. */
   static async start(opts: AgentOptions): Promise<Agent> {
     const log = opts.log;
+    const started = performance.now();
     const loaded = opts.policyFile ? validSet(opts.policyFile, log) : null;
     const targets = checkInterfaces(opts.ifaces);
     const pins = new PinSet(opts.pinPath);
@@ -226,6 +227,8 @@ export class Agent {
     if (opts.audit) log.warn("audit mode: nothing is dropped; what would be is counted and logged");
     const agent = new Agent(opts, { dp, slots, ids, pins, files, now, previous });
     agent.#loadedText = loaded?.text ?? null;
+    const seconds = (performance.now() - started) / 1000;
+    agent.reloads.last = { ok: true, seconds, at: Date.now() / 1000 };
     agent.#recordPolicies();
     try {
       agent.#attachInterfaces(targets, left);
@@ -514,12 +517,13 @@ export class Agent {
 
   /** Every counter: carried over reloads and restarts, plus the slots in force. */
   counters(): RuleCounter[] {
-    const live: RuleCounter[] = [];
-    for (const inst of this.#now.installed.values()) {
-      live.push(...installedCounts(this.#slots, inst));
-    }
+    // Concatenated, not pushed with spread: a policy has up to 200,002 counters, more
+    // arguments than a call can take.
     const read = (b: number, n: number) => this.#slots.readCounters(b, n);
-    for (const r of this.#oldSlots) live.push(...recordedCounts(read, r));
+    const live = [
+      ...[...this.#now.installed.values()].map((inst) => installedCounts(this.#slots, inst)),
+      ...this.#oldSlots.map((r) => recordedCounts(read, r)),
+    ].flat();
     return this.#carried.with(live);
   }
 

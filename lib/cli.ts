@@ -315,7 +315,7 @@ const COMMANDS: Record<Subcommand, CommandSpec> = {
     examples: [
       "tinyfw --iface eth0",
       "tinyfw --iface eth0 --iface eth1 --policy /etc/tinyfw/policy.yaml",
-      "tinyfw --cmode --namespace k8s.io --metrics-addr 127.0.0.1:9100",
+      "tinyfw --cmode --namespace k8s.io --metrics-addr 127.0.0.1:9476",
       "TINYFW_LOG=debug tinyfw run --cmode --audit --log-format json",
     ],
   },
@@ -364,17 +364,20 @@ const COMMANDS: Record<Subcommand, CommandSpec> = {
   status: {
     summary: "show what the running (or a crashed) agent has attached",
     usage: ["tinyfw status [--json] [--pin-path DIR] [options]"],
-    description: "Reads tinyfw's pins: the interfaces and containers filtered, the policy\n" +
-      "and its generation, and the per-rule counters.",
+    description: "Reads what the agent recorded beside its pins (the interfaces and containers\n" +
+      "filtered, their mode, program, policy and generation, the per-rule counters),\n" +
+      "checks it against what the kernel has, and says where the two disagree.\n" +
+      "Works while the agent runs and after it was killed.",
     options: ["json", "pin-path"],
     examples: ["tinyfw status", "tinyfw status --json"],
   },
   detach: {
     summary: "remove every filter and pin tinyfw left behind",
     usage: ["tinyfw detach [--pin-path DIR] [options]"],
-    description: "Detaches every XDP program tinyfw installed and removes its pins, e.g. after\n" +
-      "'tinyfw run --keep-on-exit' or a crash. Programs tinyfw did not install are\n" +
-      "left alone.",
+    description: "Detaches every XDP program and tc learner tinyfw installed and removes its\n" +
+      "pins and recorded state, e.g. after 'tinyfw run --keep-on-exit' or a crash.\n" +
+      "Refused while an agent runs with the same pins. Programs tinyfw did not\n" +
+      "install are left alone.",
     options: ["pin-path"],
     examples: ["tinyfw detach"],
   },
@@ -815,8 +818,8 @@ function parseHostPort(value: string, usage: Usage): HostPort {
   if (!m) {
     throw usage(
       value.split(":").length > 2
-        ? `--metrics-addr must be HOST:PORT with an IPv6 host in brackets (e.g. [::1]:9100), not '${value}'`
-        : `--metrics-addr must be HOST:PORT (e.g. 127.0.0.1:9100, or :9100 for every address), not '${value}'`,
+        ? `--metrics-addr must be HOST:PORT with an IPv6 host in brackets (e.g. [::1]:9476), not '${value}'`
+        : `--metrics-addr must be HOST:PORT (e.g. 127.0.0.1:9476, or :9476 for every address), not '${value}'`,
     );
   }
   const [, v6, host, portText] = m;

@@ -12,9 +12,29 @@
 
 import type { Logger } from "@logtape/logtape";
 import client from "prom-client";
-import type { Agent } from "./agent.ts";
+import type { RuleCounter } from "./counters.ts";
 import { layoutId } from "./persist/state.ts";
 import { VERSION } from "./version.ts";
+
+/** What the metrics are read from: the running agent (lib/agent.ts). */
+export interface MetricsSource {
+  /** Per-rule counts, read from the kernel now. */
+  counters(): RuleCounter[];
+  /** Packets no rule decided, by outcome. */
+  outcomes(): Record<string, bigint>;
+  samplesLost(): bigint;
+  attachments(): readonly { kind: "interface" | "container" | "veth"; mode: string }[];
+  readonly reloads: {
+    readonly ok: number;
+    readonly failed: number;
+    readonly last?: { readonly ok: boolean; readonly seconds: number; readonly at: number };
+  };
+  ready(): boolean;
+  /** Containers mode, when on. */
+  readonly containers?: { readonly connected: boolean };
+  /** Called with each container's event-to-filtered latency (set by the registry). */
+  onContainerLatency?: (l: { readonly sincePublishedMs: number }) => void;
+}
 
 /** A listening address, as given to `Deno.serve` (`hostname` has no brackets). */
 export interface HostPort {
@@ -26,11 +46,11 @@ export interface HostPort {
 const LATENCY_BUCKETS = [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5];
 
 /** Every metric of the agent, in one registry. */
-export function agentRegistry(agent: Agent): client.Registry {
+export function agentRegistry(agent: MetricsSource): client.Registry {
   const registry = new client.Registry();
   const registers = [registry];
   const ruleLabels = ["policy", "rule", "action", "direction"] as const;
-  const ruleLabel = (c: ReturnType<Agent["counters"]>[number]) => ({
+  const ruleLabel = (c: RuleCounter) => ({
     policy: c.policy,
     rule: c.rule ?? "(default)",
     action: c.action,
@@ -104,7 +124,7 @@ export function agentRegistry(agent: Agent): client.Registry {
   });
   new client.Gauge({
     name: "tinyfw_policy_last_reload_success",
-    help: "1 if the last reload took effect, 0 if it was refused (absent before the first).",
+    help: "1 if the last policy load (at start, or a reload) took effect, 0 if it was refused.",
     registers,
     collect() {
       this.reset();
@@ -114,7 +134,7 @@ export function agentRegistry(agent: Agent): client.Registry {
   });
   new client.Gauge({
     name: "tinyfw_policy_last_reload_duration_seconds",
-    help: "How long the last reload took: read, validate, compile, install and switch.",
+    help: "How long the last policy load took: read, validate, compile, install and switch.",
     registers,
     collect() {
       this.reset();
@@ -124,7 +144,7 @@ export function agentRegistry(agent: Agent): client.Registry {
   });
   new client.Gauge({
     name: "tinyfw_policy_last_reload_timestamp_seconds",
-    help: "When the last reload ended (Unix time).",
+    help: "When the last policy load ended (Unix time).",
     registers,
     collect() {
       this.reset();
@@ -178,7 +198,7 @@ export function agentRegistry(agent: Agent): client.Registry {
     name: "process_start_time_seconds",
     help: "When the agent's process started (Unix time).",
     registers,
-  }).set(Math.round(startTime));
+  }).set(startTime);
   return registry;
 }
 
@@ -190,7 +210,11 @@ export interface MetricsServer {
 }
 
 /** Serves `/metrics`, `/healthz` and `/readyz` for `agent` at `addr`. */
-export function serveMetrics(agent: Agent, addr: HostPort, log: Logger): Promise<MetricsServer> {
+export function serveMetrics(
+  agent: MetricsSource,
+  addr: HostPort,
+  log: Logger,
+): Promise<MetricsServer> {
   const registry = agentRegistry(agent);
   return new Promise((resolve, reject) => {
     let server: Deno.HttpServer<Deno.NetAddr>;

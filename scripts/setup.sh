@@ -2,7 +2,9 @@
 # Installs everything tinyfw needs to build, test and run on Debian 12, as root:
 # Debian packages, Deno (pinned, from npm), the npm packages tinyfw imports
 # (into Deno's cache, so that the agent's first start downloads nothing), the
-# XDP object (bpf/tinyfw.bpf.o), and a mounted bpffs.
+# XDP object (bpf/tinyfw.bpf.o), a mounted bpffs, and Prometheus' binaries for
+# the metrics tests (unpacked from Debian's package, not installed: no
+# Prometheus service is started).
 #
 # Idempotent: a second run installs nothing and prints nothing. It prints one
 # line for each thing it does, and one sentence when something is wrong.
@@ -69,6 +71,33 @@ if [ ${#missing[@]} -gt 0 ]; then
     die "apt-get install failed (full log: $log); fix the package sources or the network, then run this script again."
   fi
   rm -f "$log"
+fi
+
+# --- Prometheus and promtool, for the metrics tests ---------------------------
+# Installing Debian's `prometheus` package would start a Prometheus server on
+# :9090; the tests only need its two static binaries, so the package is
+# downloaded and unpacked into TOOLS_DIR (tests/helpers/prometheus.ts looks there).
+TOOLS_DIR=/usr/local/lib/tinyfw-test-tools
+if [ ! -x "$TOOLS_DIR/prometheus" ] || [ ! -x "$TOOLS_DIR/promtool" ]; then
+  say "unpacking prometheus and promtool (Debian's package) into $TOOLS_DIR"
+  tmp=$(mktemp -d /tmp/tinyfw-setup-prometheus.XXXXXX)
+  log="$tmp/apt.log"
+  # apt downloads as the _apt user where it can write.
+  chown _apt "$tmp" 2>/dev/null || true
+  if ! (cd "$tmp" && apt-get download -q prometheus) >"$log" 2>&1; then
+    apt-get update -q >>"$log" 2>&1 || true
+    if ! (cd "$tmp" && apt-get download -q prometheus) >>"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      die "apt-get download prometheus failed (log: $log); fix the package sources or the network, then run this script again."
+    fi
+  fi
+  if ! dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root" >>"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    die "unpacking the prometheus package failed (log: $log); run this script again."
+  fi
+  mkdir -p "$TOOLS_DIR"
+  install -m 0755 "$tmp/root/usr/bin/prometheus" "$tmp/root/usr/bin/promtool" "$TOOLS_DIR/"
+  rm -rf "$tmp"
 fi
 
 # --- Deno, pinned, from npm --------------------------------------------------

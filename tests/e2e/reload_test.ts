@@ -133,6 +133,66 @@ function bigPolicy(n: number, discardFirst: boolean, variant: number): string {
   return lines.join("\n") + "\n";
 }
 
+/**
+ * A ConfigMap volume as the kubelet writes it (its atomic writer): the data in
+ * a timestamped directory, `..data` a symbolic link to it, `policy.yaml` a
+ * link through `..data`. An update writes a new directory, points a new link
+ * at it, renames that link over `..data` and removes the old directory.
+ */
+class ConfigMapVolume {
+  #n = 0;
+  #current?: string;
+  constructor(readonly dir: string) {}
+
+  get file(): string {
+    return `${this.dir}/policy.yaml`;
+  }
+
+  async write(text: string): Promise<void> {
+    const ts = `..2026_12_04_00_00_0${this.#n++}.000000001`;
+    await Deno.mkdir(`${this.dir}/${ts}`);
+    await Deno.writeTextFile(`${this.dir}/${ts}/policy.yaml`, text);
+    await Deno.symlink(ts, `${this.dir}/..data_tmp`);
+    await Deno.rename(`${this.dir}/..data_tmp`, `${this.dir}/..data`);
+    if (this.#current) await Deno.remove(`${this.dir}/${this.#current}`, { recursive: true });
+    else await Deno.symlink("..data/policy.yaml", this.file);
+    this.#current = ts;
+  }
+}
+
+Deno.test("reload: a ConfigMap volume's update (the kubelet's ..data symlink swap) reloads the policy", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tinyfw-configmap-" });
+  try {
+    const volume = new ConfigMapVolume(dir);
+    await volume.write(denyTcp(8080));
+    await withTopology(async ({ server, client, iface }) => {
+      await startServer(server, { tcp: [80, 8080] });
+      const agent = AgentProcess.start(["--iface", iface, "--policy", volume.file], server);
+      try {
+        await agent.waitFor(/attached to/);
+        assert.equal(await reach(client, "tcp", SERVER4, 8080), false, "8080 open at start");
+        const before = await Deno.realPath(volume.file);
+        await volume.write(denyTcp(80));
+        assert.notEqual(await Deno.realPath(volume.file), before, "the volume did not swap");
+        await agent.waitForCount(RELOADED, 1);
+        assert.match(agent.log, /policy reloaded \(file changed\)/);
+        assert.equal(await reach(client, "tcp", SERVER4, 80), false, "80 open after the swap");
+        assert.equal(await reach(client, "tcp", SERVER4, 8080), true, "8080 closed after the swap");
+        // A second update is seen too (the watch follows the directory, not one inode).
+        await volume.write(denyTcp(8080));
+        await agent.waitForCount(RELOADED, 2);
+        assert.equal(await reach(client, "tcp", SERVER4, 8080), false, "8080 open after the 2nd");
+        assert.equal(agent.count(RELOADED), 2, "reloaded more than once per update");
+        assert.equal(await agent.stop(), 0, agent.log);
+      } finally {
+        await agent.dispose();
+      }
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("reload: 200 switches between two 10,000-rule policies under load let no dropped packet through", async () => {
   const a = bigPolicy(10_000, true, 0);
   const b = bigPolicy(10_000, false, 7);

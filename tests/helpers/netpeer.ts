@@ -10,6 +10,8 @@
  *   flood HOST PORT [PER_MS]           send UDP datagrams (PER_MS a millisecond, default 5)
  *                                      until SIGTERM, then print "sent N received M" (M
  *                                      counts the echoes: datagrams that got through)
+ *   get URL                            HTTP GET: print the status on the first line, then
+ *                                      the body; exit 0 when it answered, else 1
  */
 import dgram from "node:dgram";
 
@@ -91,6 +93,18 @@ async function flood(host: string, port: number, perMs: number): Promise<void> {
   sock.close();
 }
 
+async function get(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    console.log(String(res.status));
+    await Deno.stdout.write(new TextEncoder().encode(await res.text()));
+    return true;
+  } catch (e) {
+    console.error(String(e));
+    return false;
+  }
+}
+
 function ports(list: string | undefined): number[] {
   return list ? list.split(",").map(Number) : [];
 }
@@ -108,6 +122,8 @@ if (import.meta.main) {
     const [host, port, perMs] = rest;
     await flood(host, Number(port), Number(perMs ?? 5));
     Deno.exit(0);
+  } else if (mode === "get") {
+    Deno.exit(await get(rest[0]) ? 0 : 1);
   } else if (mode === "tcp" || mode === "udp") {
     const [host, port, timeout] = rest;
     const ok = mode === "tcp"
@@ -116,7 +132,7 @@ if (import.meta.main) {
     console.log(ok ? "ok" : "failed");
     Deno.exit(ok ? 0 : 1);
   } else {
-    console.error("usage: netpeer.ts serve|tcp|udp ...");
+    console.error("usage: netpeer.ts serve|tcp|udp|flood|get ...");
     Deno.exit(2);
   }
 }
