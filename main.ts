@@ -9,7 +9,7 @@ import { requireBpfPrivileges } from "./lib/privileges.ts";
 import { Agent } from "./lib/agent.ts";
 import { lockNetns, lockPinPath } from "./lib/agent_lock.ts";
 import { detach, formatDetach } from "./lib/detach.ts";
-import { serveMetrics } from "./lib/metrics.ts";
+import { type HostPort, listenMetrics, type MetricsServer } from "./lib/metrics.ts";
 import { formatStatus, status, statusJson } from "./lib/status.ts";
 import { explain, formatExplanation } from "./lib/explain.ts";
 import { defaultPolicy, defaultPolicyYaml } from "./lib/policy/default.ts";
@@ -77,32 +77,41 @@ async function runLocked(cmd: RunCommand, log: Logger, lock: string): Promise<nu
     if (started.agent) void started.agent.reload("SIGHUP");
     else started.hup = true;
   });
-  const agent = started.agent = await Agent.start({
-    ifaces: cmd.ifaces,
-    xdpMode: cmd.xdpMode,
-    policyFile: cmd.policy,
-    audit: cmd.audit,
-    containers: cmd.cmode
-      ? { socket: cmd.containerdSocket, namespaces: cmd.namespaces }
-      : undefined,
-    pinPath: cmd.pinPath,
-    keepOnExit: cmd.keepOnExit,
-    lock,
-    log,
-  });
-  let metrics: { close(): Promise<void> } | undefined;
-  if (cmd.metricsAddr) {
+  // Bound once the configuration is checked and before anything is attached or adopted:
+  // a port in use changes nothing.
+  let metrics: MetricsServer | undefined;
+  const listen = async (addr: HostPort) => {
     try {
-      metrics = await serveMetrics(agent, cmd.metricsAddr, getLogger("metrics"));
+      metrics = await listenMetrics(addr, getLogger("metrics"));
     } catch (e) {
-      await agent.stop({ keep: false });
       throw new RuntimeError(
-        `Cannot serve metrics at ${cmd.metricsAddr.hostname}:${cmd.metricsAddr.port}: ` +
+        `Cannot serve metrics at ${addr.hostname}:${addr.port}: ` +
           `${e instanceof Error ? e.message : e}; choose another --metrics-addr.`,
         { cause: e },
       );
     }
+  };
+  let agent: Agent;
+  try {
+    agent = started.agent = await Agent.start({
+      ifaces: cmd.ifaces,
+      xdpMode: cmd.xdpMode,
+      policyFile: cmd.policy,
+      audit: cmd.audit,
+      containers: cmd.cmode
+        ? { socket: cmd.containerdSocket, namespaces: cmd.namespaces }
+        : undefined,
+      pinPath: cmd.pinPath,
+      keepOnExit: cmd.keepOnExit,
+      lock,
+      log,
+      prepare: cmd.metricsAddr ? () => listen(cmd.metricsAddr!) : undefined,
+    });
+  } catch (e) {
+    await metrics?.close();
+    throw e;
   }
+  metrics?.serve(agent);
   let watch: { close(): void } | undefined;
   if (cmd.policy) {
     const file = cmd.policy;

@@ -91,6 +91,12 @@ export interface AgentOptions {
   /** The locks the agent holds (recorded in the state, for `status` and `detach`). */
   readonly lock: string;
   readonly log: Logger;
+  /**
+   * Called once the policy file and the interfaces are checked, before
+   * anything is touched (the metrics listener binds here): what it throws
+   * ends the start with nothing changed.
+   */
+  readonly prepare?: () => Promise<void>;
 }
 
 /** Reload outcomes since start, and the last one. */
@@ -191,6 +197,7 @@ export class Agent {
     const started = performance.now();
     const loaded = opts.policyFile ? validSet(opts.policyFile, log) : null;
     const targets = checkInterfaces(opts.ifaces);
+    await opts.prepare?.();
     const pins = new PinSet(opts.pinPath);
     const files = new StateFiles(opts.pinPath);
     const previous = readPrevious(files, pins);
@@ -230,6 +237,7 @@ export class Agent {
     const seconds = (performance.now() - started) / 1000;
     agent.reloads.last = { ok: true, seconds, at: Date.now() / 1000 };
     agent.#recordPolicies();
+    const inherited = !left.empty || previous !== null;
     try {
       agent.#attachInterfaces(targets, left);
       if (opts.containers) {
@@ -240,7 +248,10 @@ export class Agent {
       }
       agent.#recordAttachments();
     } catch (e) {
-      await agent.stop({ keep: false });
+      // Fail closed: where an earlier run's filters were found (and maybe adopted), what is
+      // enforcing stays, recorded for the next agent; a first start undoes what it did.
+      if (inherited) log.warn("start-up failed: leaving every filter in place for the next agent");
+      await agent.stop({ keep: inherited });
       throw e;
     }
     return agent;

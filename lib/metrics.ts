@@ -206,16 +206,41 @@ export function agentRegistry(agent: MetricsSource): client.Registry {
 export interface MetricsServer {
   /** Where it listens (the port chosen when 0 was given). */
   readonly addr: HostPort;
+  /** Starts answering `/metrics` and `/readyz` from `source` (until then: 503). */
+  serve(source: MetricsSource): void;
   close(): Promise<void>;
 }
 
-/** Serves `/metrics`, `/healthz` and `/readyz` for `agent` at `addr`. */
-export function serveMetrics(
-  agent: MetricsSource,
-  addr: HostPort,
-  log: Logger,
-): Promise<MetricsServer> {
-  const registry = agentRegistry(agent);
+/**
+ * Listens at `addr` for `/metrics`, `/healthz` and `/readyz`. It is bound
+ * before the agent starts (so a taken port changes nothing) and answers
+ * `/healthz` at once; `/metrics` and `/readyz` say 503 until {@link
+ * MetricsServer.serve} gives it the started agent.
+ */
+export function listenMetrics(addr: HostPort, log: Logger): Promise<MetricsServer> {
+  let source: MetricsSource | null = null;
+  let registry: client.Registry | null = null;
+  const handle = async (req: Request): Promise<Response> => {
+    const path = new URL(req.url).pathname;
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return new Response("method not allowed\n", { status: 405, headers: { Allow: "GET" } });
+    }
+    if (path === "/healthz") return new Response("ok\n");
+    if (path !== "/metrics" && path !== "/readyz") {
+      return new Response("not found: try /metrics, /healthz or /readyz\n", { status: 404 });
+    }
+    if (!source || !registry) {
+      return new Response("not ready: the agent is starting\n", { status: 503 });
+    }
+    if (path === "/metrics") {
+      return new Response(await registry.metrics(), {
+        headers: { "Content-Type": registry.contentType },
+      });
+    }
+    return source.ready()
+      ? new Response("ready\n")
+      : new Response("not ready: attachments are still being made\n", { status: 503 });
+  };
   return new Promise((resolve, reject) => {
     let server: Deno.HttpServer<Deno.NetAddr>;
     try {
@@ -228,6 +253,10 @@ export function serveMetrics(
           });
           resolve({
             addr: { hostname: a.hostname, port: a.port },
+            serve(s) {
+              registry = agentRegistry(s);
+              source = s;
+            },
             close: () => server.shutdown(),
           });
         },
@@ -235,24 +264,7 @@ export function serveMetrics(
           log.warn("metrics request failed: {error}", { error: String(e) });
           return new Response("internal error\n", { status: 500 });
         },
-      }, async (req) => {
-        const path = new URL(req.url).pathname;
-        if (req.method !== "GET" && req.method !== "HEAD") {
-          return new Response("method not allowed\n", { status: 405, headers: { Allow: "GET" } });
-        }
-        if (path === "/metrics") {
-          return new Response(await registry.metrics(), {
-            headers: { "Content-Type": registry.contentType },
-          });
-        }
-        if (path === "/healthz") return new Response("ok\n");
-        if (path === "/readyz") {
-          return agent.ready()
-            ? new Response("ready\n")
-            : new Response("not ready: attachments are still being made\n", { status: 503 });
-        }
-        return new Response("not found: try /metrics, /healthz or /readyz\n", { status: 404 });
-      });
+      }, handle);
     } catch (e) {
       reject(e);
     }

@@ -24,6 +24,7 @@ import {
   startFlood,
   startServer,
   withTopology,
+  xdpOf,
 } from "../helpers/topology.ts";
 
 const POLICY = `policies:
@@ -200,6 +201,24 @@ Deno.test("metrics: a real Prometheus server scrapes the agent; its query API re
       assert.ok(evaluated >= 15, `only ${evaluated} dashboard queries`);
     } finally {
       await prometheus.stop();
+    }
+  });
+});
+
+Deno.test("metrics: a --metrics-addr already in use is refused in one sentence before anything is attached", async () => {
+  await withTopology(async ({ server, iface }) => {
+    await startServer(server, { tcp: [9464] }); // takes the port on every address
+    const agent = AgentProcess.start(["--iface", iface, "--metrics-addr", ADDR], server);
+    try {
+      assert.equal(await agent.exitCode(), 1, agent.log);
+      assert.match(
+        agent.log,
+        /Cannot serve metrics at 127\.0\.0\.1:9464: .*choose another --metrics-addr/,
+      );
+      assert.equal(agent.log.trim().split("\n").length, 1, agent.log);
+      assert.equal(xdpOf(server, iface).mode, "none", "something was attached");
+    } finally {
+      await agent.dispose();
     }
   });
 });
