@@ -169,6 +169,7 @@ async function dispatch(cmd: Command): Promise<number> {
       requireBpfPrivileges();
       const r = detach(cmd.pinPath);
       console.log(formatDetach(cmd.pinPath, r));
+      for (const f of r.failures) console.error(`tinyfw: could not remove ${f}`);
       return r.failures.length ? 1 : EXIT_OK;
     }
   }

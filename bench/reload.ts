@@ -11,7 +11,13 @@
  */
 import { AgentProcess } from "../tests/helpers/agent_process.ts";
 import { addressMax, portMax } from "../tests/helpers/max_policies.ts";
-import { NETPEER, SERVER4, startServer, withTopology } from "../tests/helpers/topology.ts";
+import {
+  type Flood,
+  SERVER4,
+  startFlood,
+  startServer,
+  withTopology,
+} from "../tests/helpers/topology.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const ROUNDS = Number(Deno.env.get("ROUNDS") ?? 3);
@@ -37,21 +43,10 @@ async function main(): Promise<void> {
       await startServer(server, { udp: [9] });
       await Deno.writeTextFile(file, files[0][1]);
       const agent = AgentProcess.start(["--iface", iface, "--policy", file], server);
-      let flooder: Awaited<ReturnType<typeof client.spawn>> | undefined;
+      let flood: Flood | undefined;
       try {
         await agent.waitFor(/attached to/, 120_000);
-        await client.exec(["ping", "-c", "1", "-W", "2", SERVER4]);
-        flooder = await client.spawn([
-          Deno.execPath(),
-          "run",
-          "--allow-all",
-          "--quiet",
-          NETPEER,
-          "flood",
-          SERVER4,
-          "9",
-          "5",
-        ]);
+        flood = await startFlood(client, SERVER4, 9);
         let done = 0;
         for (let round = 0; round < ROUNDS; round++) {
           for (let k = 1; k <= files.length; k++) {
@@ -70,7 +65,7 @@ async function main(): Promise<void> {
         }
         if (/rejected/.test(agent.log)) throw new Error(`a reload was rejected:\n${agent.log}`);
       } finally {
-        await flooder?.kill();
+        await flood?.kill();
         await agent.dispose();
       }
     });

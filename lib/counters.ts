@@ -11,7 +11,7 @@
  */
 
 import type { InstalledPolicy, PolicySlots } from "./datapath/policy_slots.ts";
-import type { PolicyRecord } from "./persist/state.ts";
+import type { CarriedRecord, PolicyRecord } from "./persist/state.ts";
 
 /** Packets and bytes counted for one rule (or the default) of a policy, in one direction. */
 export interface RuleCounter {
@@ -22,16 +22,6 @@ export interface RuleCounter {
   direction: "ingress" | "egress";
   packets: bigint;
   bytes: bigint;
-}
-
-/** The carried part of a counter, as the state records it (numbers as decimal strings). */
-export interface CarriedRecord {
-  readonly policy: string;
-  readonly rule: string | null;
-  readonly action: "allow" | "deny";
-  readonly direction: "ingress" | "egress";
-  readonly packets: string;
-  readonly bytes: string;
 }
 
 const DIRS = ["ingress", "egress"] as const;

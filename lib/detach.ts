@@ -129,18 +129,17 @@ export function detach(pinPath: string): DetachReport {
   return report;
 }
 
-/** What `detach` prints. */
+/** What `detach` prints on stdout (its failures, one sentence each, go to stderr). */
 export function formatDetach(pinPath: string, r: DetachReport): string {
-  const lines: string[] = [];
   const total = r.links + r.netlink;
-  lines.push(
+  return (
     total || r.learners || r.pins || r.state
-      ? `detached ${total} XDP filter${total === 1 ? "" : "s"} (${r.links} pinned links, ` +
-        `${r.netlink} netlink) and ${r.learners} flow learner${r.learners === 1 ? "" : "s"}; ` +
+      ? `detached ${total} XDP filter${total === 1 ? "" : "s"} (${r.links} held by a pinned ` +
+        `link, ${r.netlink} attached by netlink) and ${r.learners} flow learner${
+          r.learners === 1 ? "" : "s"
+        }; ` +
         `removed ${r.pins ? `the pins under ${pinPath}` : "no pins"} and ` +
         `${r.state ? "the recorded state" : "no state"}`
-      : `nothing of tinyfw's was left under ${pinPath}`,
+      : `nothing of tinyfw's was left under ${pinPath}`
   );
-  for (const f of r.failures) lines.push(`could not remove ${f}`);
-  return lines.join("\n");
 }

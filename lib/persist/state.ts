@@ -21,7 +21,6 @@
 import { createHash } from "node:crypto";
 import { CONSTANTS, LAYOUTS } from "../datapath/layout.ts";
 import type { XdpMode } from "../datapath/object.ts";
-import type { CarriedRecord } from "../counters.ts";
 import type { Side } from "./pinset.ts";
 
 /** Where the state of every pin path lives (tmpfs: gone at reboot, with the programs). */
@@ -42,6 +41,16 @@ export function layoutId(): string {
     .digest("hex")
     .slice(0, 16);
   return layout;
+}
+
+/** The carried part of a counter, as the state records it (numbers as decimal strings). */
+export interface CarriedRecord {
+  readonly policy: string;
+  readonly rule: string | null;
+  readonly action: "allow" | "deny";
+  readonly direction: "ingress" | "egress";
+  readonly packets: string;
+  readonly bytes: string;
 }
 
 /** A policy installed in a slot, and its counters. */

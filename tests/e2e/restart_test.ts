@@ -261,7 +261,7 @@ Deno.test("detach: refused while an agent runs; afterwards no link, program, tc 
         assert.equal(done.code, 0, done.stderr);
         assert.match(
           done.stdout,
-          /detached 1 XDP filter \(1 pinned links, 0 netlink\) and 1 flow learner; removed the pins/,
+          /detached 1 XDP filter \(1 held by a pinned link, 0 attached by netlink\) and 1 flow learner; removed the pins/,
         );
         assert.equal(done.stderr, "");
         assert.equal(xdpOf(server, iface).mode, "none", "an XDP program is left");
