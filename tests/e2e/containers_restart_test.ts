@@ -15,12 +15,14 @@ import {
   filtered,
   peerXdpName,
   removeAll,
+  unfiltered,
   withPolicyFile,
 } from "../helpers/boxes.ts";
 import { createCniNetwork, deleteCniNetwork } from "../helpers/cni.ts";
 import { withContainerd } from "../helpers/containerd.ts";
 import { programExists } from "../helpers/inspect.ts";
 import { RtnetlinkClient } from "../../lib/netlink/rtnetlink.ts";
+import { StateFiles } from "../../lib/persist/state.ts";
 import { type Flood, reach, startFlood, startServer, xdpOf } from "../helpers/topology.ts";
 
 const POLICY = `policies:
@@ -181,7 +183,12 @@ Deno.test("cmode restart: SIGKILL keeps every container filtered; the next agent
         assert.ok(sent > 500n, `only ${sent} datagrams were sent`);
         assert.equal(received, 0n, `${received} of ${sent} denied datagrams got through`);
         assert.equal(await second.stop("SIGTERM"), 0, second.log);
-        assert.equal(countedAtExit(second.log, "web", "discard"), sent);
+        const counted = countedAtExit(second.log, "web", "discard");
+        console.log(
+          `${sent} datagrams to a denied port across SIGKILL, downtime and adoption: ` +
+            `${received} got through, ${counted} counted`,
+        );
+        assert.equal(counted, sent);
         // The drop records name the container.
         const drop = second.log.split("\n").filter((l) => l.startsWith("{")).map((l) =>
           JSON.parse(l)
@@ -197,6 +204,46 @@ Deno.test("cmode restart: SIGKILL keeps every container filtered; the next agent
         await flood?.kill();
         await first.stop("SIGKILL");
         await (second ?? first).dispose();
+        await removeAll(boxes);
+        await deleteCniNetwork(net);
+      }
+    });
+  });
+});
+
+Deno.test("cmode: --keep-on-exit leaves every container filtered; detach then removes both ends, the pins and the state", async () => {
+  await withContainerd(async (cd) => {
+    await withPolicyFile(POLICY, async (file) => {
+      const net = await createCniNetwork();
+      const boxes: Box[] = [];
+      const agent = AgentProcess.start([
+        "--cmode",
+        "--containerd-socket",
+        cd.socket,
+        "--policy",
+        file,
+        "--keep-on-exit",
+      ]);
+      try {
+        const web = await cniBox(cd, net, { namespace: "default", labels: { app: "web" } });
+        boxes.push(web);
+        assert.ok(await eventually(() => filtered(web), 10_000), agent.log);
+        await agent.waitFor(/filtering container/);
+        const [host, peer] = programsOf(web);
+        assert.equal(await agent.stop("SIGTERM"), 0, agent.log);
+        assert.match(agent.log, /leaving every filter enforcing \(--keep-on-exit\)/);
+        assert.ok(filtered(web), "--keep-on-exit detached the container");
+        assert.deepEqual(programsOf(web), [host, peer]);
+
+        const r = await tinyfw(["detach", "--pin-path", agent.pinPath]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /detached 2 XDP filters \(2 held by a pinned link/);
+        assert.ok(unfiltered(web), "a container's end is still filtered after detach");
+        assert.equal(programExists(host) || programExists(peer), false, "a program is left");
+        assert.throws(() => Deno.statSync(agent.pinPath), Deno.errors.NotFound);
+        assert.throws(() => Deno.statSync(new StateFiles(agent.pinPath).dir), Deno.errors.NotFound);
+      } finally {
+        await agent.dispose();
         await removeAll(boxes);
         await deleteCniNetwork(net);
       }
