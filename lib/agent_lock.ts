@@ -32,13 +32,17 @@ export interface AgentLock {
  * RuntimeError naming the agent that holds it.
  */
 export function lockNetns(dir = LOCK_DIR): AgentLock {
-  const st = Deno.statSync("/proc/self/ns/net");
   return lockFile(
-    `${dir}/agent-netns-${st.ino}.lock`,
+    netnsLockPath(dir),
     (pid) =>
       `Another tinyfw agent (pid ${pid}) is running in this network namespace; ` +
       `stop it first: two agents would take each other's filters.`,
   );
+}
+
+/** The lock file of this process's network namespace. */
+export function netnsLockPath(dir = LOCK_DIR): string {
+  return `${dir}/agent-netns-${Deno.statSync("/proc/self/ns/net").ino}.lock`;
 }
 
 /** The lock file of pin path `pinPath`. */

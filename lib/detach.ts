@@ -4,13 +4,14 @@
  * there (their programs go with them), the recorded host interfaces' tc
  * learners and netlink attachments, and, on this namespace's interfaces,
  * tinyfw programs attached by netlink (by versions before links) and the
- * learners beside them; then the pins, the state and the lock file. Refused,
+ * learners beside them; then the pins, the state and the lock files (the pin
+ * path's, and this namespace's when no agent holds it). Refused,
  * in one sentence, while an agent holds the pin path.
  *
  * @module
  */
 
-import { lockHolder, pinLockPath } from "./agent_lock.ts";
+import { lockHolder, netnsLockPath, pinLockPath } from "./agent_lock.ts";
 import { RuntimeError } from "./errors.ts";
 import { xdpOccupant } from "./datapath/attach.ts";
 import { linkOfProgram, openPinnedLink } from "./datapath/links.ts";
@@ -123,8 +124,11 @@ export function detach(pinPath: string): DetachReport {
   attempt(`the state in ${files.dir}`, () => {
     report.state = files.remove();
   });
-  attempt("the lock file", () => {
+  attempt("the lock files", () => {
     unpin(pinLockPath(pinPath)); // a plain file; no process holds it
+    // A killed agent leaves its namespace's lock file too; only an unheld one goes.
+    const netns = netnsLockPath();
+    if (lockHolder(netns) === null) unpin(netns);
   });
   return report;
 }

@@ -283,6 +283,21 @@ Deno.test("detach: refused while an agent runs; afterwards no link, program, tc 
         const again = await tinyfw(["detach", "--pin-path", agent.pinPath], server);
         assert.equal(again.code, 0);
         assert.match(again.stdout, /nothing of tinyfw's was left under/);
+
+        // After SIGKILL, detach takes the namespace's lock file the agent left too.
+        const killed = AgentProcess.start(["--iface", iface, "--policy", file], server);
+        try {
+          await killed.waitFor(/attached to/);
+          await killed.stop("SIGKILL");
+          const lock = `/run/tinyfw/agent-netns-${Deno.statSync(server.path).ino}.lock`;
+          assert.ok(Deno.statSync(lock).isFile, "the killed agent left no lock file");
+          const d = await tinyfw(["detach", "--pin-path", killed.pinPath], server);
+          assert.equal(d.code, 0, d.stderr);
+          assert.equal(xdpOf(server, iface).mode, "none");
+          assert.throws(() => Deno.statSync(lock), Deno.errors.NotFound);
+        } finally {
+          await killed.dispose();
+        }
       } finally {
         await agent.dispose();
       }
