@@ -2,21 +2,27 @@
  * tinyfw: a container-aware firewall agent with an XDP data plane.
  * Entry point: parse the command line, run the subcommand, map errors to exit codes.
  */
-import { type Command, parseCommandLine, type RunCommand } from "./lib/cli.ts";
-import { ConfigError, describeError, EXIT_OK, exitCodeOf, RuntimeError } from "./lib/errors.ts";
-import { getLogger, type Logger, setupLogging } from "./lib/log.ts";
-import { requireBpfPrivileges } from "./lib/privileges.ts";
-import { Agent } from "./lib/agent.ts";
-import { lockNetns, lockPinPath } from "./lib/agent_lock.ts";
-import { detach, formatDetach } from "./lib/detach.ts";
-import { type HostPort, listenMetrics, type MetricsServer } from "./lib/metrics.ts";
-import { formatStatus, status, statusJson } from "./lib/status.ts";
-import { explain, formatExplanation } from "./lib/explain.ts";
-import { defaultPolicy, defaultPolicyYaml } from "./lib/policy/default.ts";
+import { type Command, parseCommandLine, type RunCommand } from "./lib/cli/cli.ts";
+import {
+  ConfigError,
+  describeError,
+  EXIT_OK,
+  exitCodeOf,
+  RuntimeError,
+} from "./lib/base/errors.ts";
+import { getLogger, type Logger, setupLogging } from "./lib/base/log.ts";
+import { requireBpfPrivileges } from "./lib/commands/privileges.ts";
+import { Agent } from "./lib/agent/agent.ts";
+import { lockNetns, lockPinPath } from "./lib/agent/lock.ts";
+import { detach, formatDetach } from "./lib/commands/detach.ts";
+import { type HostPort, listenMetrics, type MetricsServer } from "./lib/agent/metrics.ts";
+import { formatStatus, status, statusJson } from "./lib/commands/status.ts";
+import { explain, formatExplanation } from "./lib/commands/explain.ts";
+import { defaultPolicy, defaultPolicyYaml } from "./lib/policy/model/default.ts";
 import { loadPolicyFile, requireValid, type ValidFile } from "./lib/policy/load.ts";
-import { summarize } from "./lib/policy/summary.ts";
-import type { Policy } from "./lib/policy/types.ts";
-import { watchFile } from "./lib/watch.ts";
+import { summarize } from "./lib/commands/check.ts";
+import type { Policy } from "./lib/policy/model/types.ts";
+import { watchFile } from "./lib/agent/watch.ts";
 
 /** Loads `file` for a one-shot command: warnings to stderr, errors thrown (exit 2). */
 function readPolicySet(file: string): ValidFile {

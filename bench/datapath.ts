@@ -21,12 +21,12 @@ import { webOnlyPolicy } from "../tests/helpers/gen.ts";
 import { BpfObject } from "../lib/ffi/libbpf.ts";
 import { Datapath, openProgram, testRun, xdpQuery } from "../lib/datapath/object.ts";
 import { PolicySlots } from "../lib/datapath/policy_slots.ts";
-import { DIR_INGRESS } from "../lib/datapath/layout.ts";
-import { compilePolicy } from "../lib/policy/compile.ts";
-import { defaultPolicy } from "../lib/policy/default.ts";
-import { makeCidr } from "../lib/policy/cidr.ts";
-import { buildFrame } from "../lib/policy/build.ts";
-import type { Policy, Rule } from "../lib/policy/types.ts";
+import { DIR_INGRESS } from "../lib/abi/layout.ts";
+import { compilePolicy } from "../lib/policy/compile/compile.ts";
+import { defaultPolicy } from "../lib/policy/model/default.ts";
+import { makeCidr } from "../lib/net/cidr.ts";
+import { buildFrame } from "../lib/model/frame.ts";
+import type { Policy, Rule } from "../lib/policy/model/types.ts";
 import { createVethPair, Netns } from "../tests/helpers/netns.ts";
 
 const REPEAT = Number(Deno.env.get("BENCH_REPEAT") ?? 1_000_000);

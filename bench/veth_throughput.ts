@@ -12,9 +12,9 @@
 import { Datapath, type XdpMode } from "../lib/datapath/object.ts";
 import { PolicySlots } from "../lib/datapath/policy_slots.ts";
 import { AttachIds } from "../lib/datapath/attach_ids.ts";
-import { DIR_EGRESS, DIR_INGRESS } from "../lib/datapath/layout.ts";
-import { compilePolicy } from "../lib/policy/compile.ts";
-import { defaultPolicy } from "../lib/policy/default.ts";
+import { DIR_EGRESS, DIR_INGRESS } from "../lib/abi/layout.ts";
+import { compilePolicy } from "../lib/policy/compile/compile.ts";
+import { defaultPolicy } from "../lib/policy/model/default.ts";
 import { NetnsHandle } from "../lib/containers/netns.ts";
 import { attachSide, detachSide, InstancePool } from "../lib/containers/side.ts";
 import { createVethPair, Netns } from "../tests/helpers/netns.ts";

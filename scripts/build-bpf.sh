@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the XDP program (bpf/tinyfw.bpf.o, embedded into tinyfw) and the empty
 # XDP program the benchmark subtracts (bpf/bench_empty.bpf.o).
-# bpf/tinyfw.h is regenerated from lib/datapath/layout.ts first.
+# bpf/tinyfw.h is regenerated from lib/abi/layout.ts first.
 #
 # Cheap when nothing changed: the hashes of the inputs and the compiler's
 # version are kept in bpf/.build-stamp, and a build whose inputs match it and
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 objects=(bpf/tinyfw.bpf.o bpf/bench_empty.bpf.o)
-inputs=(bpf/tinyfw.bpf.c bpf/bench_empty.bpf.c lib/datapath/layout.ts scripts/gen-header.ts
+inputs=(bpf/tinyfw.bpf.c bpf/bench_empty.bpf.c lib/abi/layout.ts scripts/gen-header.ts
   scripts/build-bpf.sh)
 stamp_file=bpf/.build-stamp
 

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { getLogger } from "../log.ts";
+import { getLogger } from "../base/log.ts";
 import { Backoff, type BackoffOptions, DEFAULT_BACKOFF } from "./backoff.ts";
 import { ContainerdClient, type TaskInfo, type TaskStatus } from "./client.ts";
 import type { ContainerdEvent } from "./events.ts";

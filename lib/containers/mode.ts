@@ -25,7 +25,7 @@ import { LinkSubscription } from "../netlink/link_subscription.ts";
 import type { Datapath, XdpMode } from "../datapath/object.ts";
 import type { AttachIds } from "../datapath/attach_ids.ts";
 import type { PolicySlots } from "../datapath/policy_slots.ts";
-import type { Leftovers } from "../adoption.ts";
+import type { Leftovers } from "../persist/leftovers.ts";
 import type { PinSet } from "../persist/pinset.ts";
 import type { SideRecord, VethRecord } from "../persist/state.ts";
 import { ContainerdClient } from "../containerd/client.ts";

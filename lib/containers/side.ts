@@ -15,7 +15,7 @@ import { attachProgram, xdpOccupant } from "../datapath/attach.ts";
 import type { AttachIds } from "../datapath/attach_ids.ts";
 import { linkState, pinLink, updateLink, type XdpLink } from "../datapath/links.ts";
 import type { PolicySlots } from "../datapath/policy_slots.ts";
-import type { LeftLink } from "../adoption.ts";
+import type { LeftLink } from "../persist/leftovers.ts";
 import { unpin } from "../persist/pinset.ts";
 
 const ENODEV = 19;

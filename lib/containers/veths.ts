@@ -21,12 +21,12 @@ import type { Link } from "../netlink/link.ts";
 import type { Datapath, XdpMode } from "../datapath/object.ts";
 import type { AttachIds } from "../datapath/attach_ids.ts";
 import type { PolicySlots } from "../datapath/policy_slots.ts";
-import { DIR_EGRESS, DIR_INGRESS } from "../datapath/layout.ts";
-import type { LeftLink, Leftovers } from "../adoption.ts";
+import { DIR_EGRESS, DIR_INGRESS } from "../abi/layout.ts";
+import type { LeftLink, Leftovers } from "../persist/leftovers.ts";
 import type { PinSet } from "../persist/pinset.ts";
 import type { SideRecord, VethRecord } from "../persist/state.ts";
-import type { ContainerIdentity } from "../policy/select.ts";
-import type { Policy } from "../policy/types.ts";
+import type { ContainerIdentity } from "../policy/model/select.ts";
+import type { Policy } from "../policy/model/types.ts";
 import {
   isForeignVeth,
   type NetnsHandle,

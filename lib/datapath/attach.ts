@@ -25,7 +25,7 @@ import {
 /** What is attached at XDP on an interface. */
 export type XdpOccupant =
   | { readonly kind: "none" }
-  /** A tinyfw program an earlier run left (or another agent's: see lib/agent_lock.ts). */
+  /** A tinyfw program an earlier run left (or another agent's: see lib/agent/lock.ts). */
   | { readonly kind: "tinyfw"; readonly id: number; readonly mode: XdpMode }
   | { readonly kind: "foreign"; readonly id: number; readonly name: string; readonly mode: string };
 

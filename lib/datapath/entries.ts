@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { CompiledPolicy } from "../policy/compile.ts";
+import type { CompiledPolicy } from "../policy/compile/compile.ts";
 import {
   ACTION_ALLOW,
   ACTION_DENY,
@@ -40,7 +40,7 @@ import {
   SLOT_NONE,
   type Values,
   VerdictValue,
-} from "./layout.ts";
+} from "../abi/layout.ts";
 
 /** Packed entries of one map. */
 export interface MapEntries {

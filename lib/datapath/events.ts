@@ -18,7 +18,7 @@
 
 import { RingBuffer } from "../ffi/libbpf.ts";
 import { waitReadable } from "../ffi/libc.ts";
-import { formatEndpoint, formatIp } from "../policy/cidr.ts";
+import { formatEndpoint, formatIp } from "../net/cidr.ts";
 import {
   CpuStateValue,
   decode,
@@ -31,7 +31,7 @@ import {
   PROTO_SCTP,
   PROTO_TCP,
   PROTO_UDP,
-} from "./layout.ts";
+} from "../abi/layout.ts";
 import { type BpfMap, type Datapath, u32Key } from "./object.ts";
 
 /** A decoded `tfw_event`. */

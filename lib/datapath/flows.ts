@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { FlowTuple } from "../policy/flows.ts";
-import { decode, encode, FlowKey, FlowValue } from "./layout.ts";
+import type { FlowTuple } from "../model/flows.ts";
+import { decode, encode, FlowKey, FlowValue } from "../abi/layout.ts";
 import type { BpfMap } from "./object.ts";
 
 /** Encodes a tuple as a `tfw_flow_key`. */

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { CompiledPolicy } from "../policy/compile.ts";
+import type { CompiledPolicy } from "../policy/compile/compile.ts";
 import {
   ATTACH_LEARN,
   AttachValue,
@@ -22,7 +22,7 @@ import {
   SLOT_NONE,
   STATE_AUDIT,
   StateValue,
-} from "./layout.ts";
+} from "../abi/layout.ts";
 import {
   defaultCounterIndex,
   encodePolicyEntries,
@@ -347,7 +347,7 @@ export interface AdoptedSlot {
   readonly fastTables: readonly number[];
 }
 
-/** Where the slot is in the keys of each map keyed by slot (lib/datapath/layout.ts). */
+/** Where the slot is in the keys of each map keyed by slot (lib/abi/layout.ts). */
 const SLOT_KEYS: readonly [MapName, { offset: number; bigEndian: boolean }][] = [
   ["addr4_hash", { offset: 0, bigEndian: false }],
   ["addr6_hash", { offset: 0, bigEndian: false }],

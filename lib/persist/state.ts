@@ -19,7 +19,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { CONSTANTS, LAYOUTS } from "../datapath/layout.ts";
+import { CONSTANTS, LAYOUTS } from "../abi/layout.ts";
 import type { XdpMode } from "../datapath/object.ts";
 import type { Side } from "./pinset.ts";
 
@@ -124,7 +124,7 @@ export interface StateHeader {
   readonly layout: string;
   readonly version: string;
   readonly pid: number;
-  /** The agent lock it held (`lib/agent_lock.ts`). */
+  /** The agent lock it held (`lib/agent/lock.ts`). */
   readonly lock: string;
   readonly pinPath: string;
   readonly keepOnExit: boolean;

@@ -24,19 +24,19 @@
  * @module
  */
 
-import { ConfigError } from "../errors.ts";
-import type { CompiledPolicy } from "./compile.ts";
-import { compileSet } from "./analyze.ts";
-import { compareDiagnostics, type Diagnostic, formatDiagnostic } from "./diagnostics.ts";
-import { MAX_POLICY_FILE_BYTES } from "./limits.ts";
-import { lintSet } from "./lint.ts";
-import { Reporter } from "./report.ts";
-import { validateTree, WORDS } from "./schema.ts";
-import type { PolicySet } from "./types.ts";
-import { parseYamlTree } from "./yaml_tree.ts";
+import { ConfigError } from "../base/errors.ts";
+import type { CompiledPolicy } from "./compile/compile.ts";
+import { compileSet } from "./compile/compile_set.ts";
+import { compareDiagnostics, type Diagnostic, formatDiagnostic } from "./validate/diagnostics.ts";
+import { MAX_POLICY_FILE_BYTES } from "./model/limits.ts";
+import { lintSet } from "./validate/lint.ts";
+import { Reporter } from "./validate/report.ts";
+import { validateTree, WORDS } from "./validate/schema.ts";
+import type { PolicySet } from "./model/types.ts";
+import { parseYamlTree } from "./yaml/parse.ts";
 
-export { type Diagnostic, formatDiagnostic } from "./diagnostics.ts";
-export { MAX_POLICY_FILE_BYTES } from "./limits.ts";
+export { type Diagnostic, formatDiagnostic } from "./validate/diagnostics.ts";
+export { MAX_POLICY_FILE_BYTES } from "./model/limits.ts";
 
 /** The outcome of loading a policy file. Errors and warnings are each sorted by position. */
 export type LoadResult =

@@ -610,7 +610,7 @@ Deno.test({
 // ---------------------------------------------------------------------------
 // Nothing left behind
 //
-// Against this containerd, as tests/unit/containerd_watch_test.ts does against
+// Against this containerd, as tests/containerd/watch_test.ts does against
 // a fake one (tests/helpers/exit_check.ts).
 
 Deno.test({

@@ -7,11 +7,11 @@
 import assert from "node:assert/strict";
 import { Datapath } from "../../lib/datapath/object.ts";
 import { MapFullError, PolicySlots } from "../../lib/datapath/policy_slots.ts";
-import { MAX_LPM_ENTRIES } from "../../lib/datapath/layout.ts";
-import { CompileBudget } from "../../lib/policy/budget.ts";
-import { compilePolicy } from "../../lib/policy/compile.ts";
-import { makeCidr } from "../../lib/policy/cidr.ts";
-import type { Policy } from "../../lib/policy/types.ts";
+import { MAX_LPM_ENTRIES } from "../../lib/abi/layout.ts";
+import { CompileBudget } from "../../lib/policy/compile/budget.ts";
+import { compilePolicy } from "../../lib/policy/compile/compile.ts";
+import { makeCidr } from "../../lib/net/cidr.ts";
+import type { Policy } from "../../lib/policy/model/types.ts";
 
 /** `n` rules, each a /24 of its own and a wide port range: ~30 port_lpm prefixes a rule. */
 function lpmHeavy(name: string, n: number): Policy {

@@ -15,11 +15,11 @@ import {
   STAT_MALFORMED,
   STAT_ND,
   STAT_NONIP,
-} from "../../lib/datapath/layout.ts";
-import { compilePolicy } from "../../lib/policy/compile.ts";
-import { type Decision, evaluate } from "../../lib/policy/evaluate.ts";
-import type { Direction, Policy } from "../../lib/policy/types.ts";
-import { defaultPolicy } from "../../lib/policy/default.ts";
+} from "../../lib/abi/layout.ts";
+import { compilePolicy } from "../../lib/policy/compile/compile.ts";
+import { type Decision, evaluate } from "../../lib/model/evaluate.ts";
+import type { Direction, Policy } from "../../lib/policy/model/types.ts";
+import { defaultPolicy } from "../../lib/policy/model/default.ts";
 import { formatPolicy, formatSpec, hex, randomFrames, randomPolicy, Rng } from "../helpers/gen.ts";
 
 const XDP_DROP = 1;

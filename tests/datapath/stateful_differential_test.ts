@@ -32,16 +32,22 @@ import {
   STAT_ND,
   STAT_NONIP,
   STAT_REPLY,
-} from "../../lib/datapath/layout.ts";
+} from "../../lib/abi/layout.ts";
 import { clearFlows, decodeFlowKey, listFlows } from "../../lib/datapath/flows.ts";
 import { type DropEvent, EventReader, samplesLost } from "../../lib/datapath/events.ts";
-import { compilePolicy } from "../../lib/policy/compile.ts";
-import { type Decision, evaluate } from "../../lib/policy/evaluate.ts";
-import { flowKey, FlowTable } from "../../lib/policy/flows.ts";
-import { buildFrame, type FrameSpec } from "../../lib/policy/build.ts";
-import { formatIp, parseCidr, parseIp } from "../../lib/policy/cidr.ts";
-import { parsePacket } from "../../lib/policy/packet.ts";
-import type { Direction, Policy, Protocol, Rule, RuleDirection } from "../../lib/policy/types.ts";
+import { compilePolicy } from "../../lib/policy/compile/compile.ts";
+import { type Decision, evaluate } from "../../lib/model/evaluate.ts";
+import { flowKey, FlowTable } from "../../lib/model/flows.ts";
+import { buildFrame, type FrameSpec } from "../../lib/model/frame.ts";
+import { formatIp, parseCidr, parseIp } from "../../lib/net/cidr.ts";
+import { parsePacket } from "../../lib/model/packet.ts";
+import type {
+  Direction,
+  Policy,
+  Protocol,
+  Rule,
+  RuleDirection,
+} from "../../lib/policy/model/types.ts";
 import { formatPolicy, formatSpec, hex, randomFrame, Rng, webOnlyPolicy } from "../helpers/gen.ts";
 
 const XDP_DROP = 1;

@@ -15,7 +15,7 @@ import {
 } from "../../lib/datapath/tc.ts";
 import { decodeDropEvent, EventReader, formatDropEvent } from "../../lib/datapath/events.ts";
 import { PolicySlots } from "../../lib/datapath/policy_slots.ts";
-import { DIR_INGRESS, encode, EVENT_AUDIT, EventValue } from "../../lib/datapath/layout.ts";
+import { DIR_INGRESS, encode, EVENT_AUDIT, EventValue } from "../../lib/abi/layout.ts";
 import {
   BPF_PROG_TYPE_SCHED_CLS,
   BPF_TC_INGRESS,
@@ -24,8 +24,8 @@ import {
 } from "../../lib/ffi/libbpf.ts";
 import { RtnetlinkClient } from "../../lib/netlink/rtnetlink.ts";
 import { TC_PARENT_CLSACT_EGRESS } from "../../lib/netlink/tc.ts";
-import { compilePolicy } from "../../lib/policy/compile.ts";
-import { buildFrame } from "../../lib/policy/build.ts";
+import { compilePolicy } from "../../lib/policy/compile/compile.ts";
+import { buildFrame } from "../../lib/model/frame.ts";
 import { createVethPair, type Netns, withNetns } from "../helpers/netns.ts";
 
 async function qdiscs(ns: Netns, dev: string): Promise<string> {

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { main } from "../../main.ts";
-import { mulberry32 } from "../../lib/policy/classes.ts";
+import { mulberry32 } from "../../lib/policy/compile/classes.ts";
 import { AgentProcess } from "../helpers/agent_process.ts";
 import { ROOT, withTopology } from "../helpers/topology.ts";
 

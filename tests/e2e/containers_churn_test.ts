@@ -17,7 +17,7 @@
 import assert from "node:assert/strict";
 import { mapGetFdById } from "../../lib/ffi/libbpf.ts";
 import { BpfMap, PROGRAM_NAME, u32Key } from "../../lib/datapath/object.ts";
-import { AttachValue, decode } from "../../lib/datapath/layout.ts";
+import { AttachValue, decode } from "../../lib/abi/layout.ts";
 import { AgentProcess } from "../helpers/agent_process.ts";
 import {
   type Box,

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { run } from "../helpers/netns.ts";
 import { AgentProcess } from "../helpers/agent_process.ts";
 import { attachedRuleCount } from "../helpers/inspect.ts";
-import { defaultPolicy } from "../../lib/policy/default.ts";
+import { defaultPolicy } from "../../lib/policy/model/default.ts";
 import {
   ping,
   reach,

@@ -19,9 +19,9 @@ import { PolicySlots } from "../../lib/datapath/policy_slots.ts";
 import { attachTcEgress, detachTcEgress, tcEgressProgram } from "../../lib/datapath/tc.ts";
 import { type DropEvent, EventReader, samplesLost } from "../../lib/datapath/events.ts";
 import { listFlows } from "../../lib/datapath/flows.ts";
-import { DIR_INGRESS, STAT_AUDIT, STAT_REPLY } from "../../lib/datapath/layout.ts";
-import { compilePolicy } from "../../lib/policy/compile.ts";
-import type { Policy } from "../../lib/policy/types.ts";
+import { DIR_INGRESS, STAT_AUDIT, STAT_REPLY } from "../../lib/abi/layout.ts";
+import { compilePolicy } from "../../lib/policy/compile/compile.ts";
+import type { Policy } from "../../lib/policy/model/types.ts";
 import type { Netns } from "../helpers/netns.ts";
 import {
   CLIENT4,

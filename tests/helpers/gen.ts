@@ -15,14 +15,14 @@
  * @module
  */
 
-import { mulberry32 as mulberry32Words } from "../../lib/policy/classes.ts";
-import { formatIp, makeCidr, parseCidr } from "../../lib/policy/cidr.ts";
+import { mulberry32 as mulberry32Words } from "../../lib/policy/compile/classes.ts";
+import { formatIp, makeCidr, parseCidr } from "../../lib/net/cidr.ts";
 import {
   buildFrameDetailed,
   type FrameSpec,
   type Ipv6ExtKind,
   type Ipv6ExtSpec,
-} from "../../lib/policy/build.ts";
+} from "../../lib/model/frame.ts";
 import type {
   Action,
   Cidr,
@@ -32,9 +32,9 @@ import type {
   Protocol,
   Rule,
   RuleDirection,
-} from "../../lib/policy/types.ts";
+} from "../../lib/policy/model/types.ts";
 
-/** mulberry32 (lib/policy/classes.ts) as floats in [0, 1). */
+/** mulberry32 (lib/policy/compile/classes.ts) as floats in [0, 1). */
 export function mulberry32(seed: number): () => number {
   const words = mulberry32Words(seed);
   return () => words() / 4294967296;

@@ -11,7 +11,7 @@ import {
   decode,
   PolicyValue,
   StateValue,
-} from "../../lib/datapath/layout.ts";
+} from "../../lib/abi/layout.ts";
 
 /** Opens the maps of program `progId` by name (without the object prefix). */
 function mapsOf(progId: number): Map<string, BpfMap> {

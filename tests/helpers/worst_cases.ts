@@ -3,7 +3,7 @@
  * each under the size cap (docs/POLICY.md, "Limits"): every stage's worst
  * case — the YAML parsers, aliases, the schema's limits, the compiler's
  * classes and steps, the shadowed-rule search, selection. Used by
- * tests/unit/policy_limits_test.ts (what each gives) and by
+ * tests/policy/limits_test.ts (what each gives) and by
  * bench/validation.ts (how long each takes and how much memory).
  *
  * @module

@@ -1,5 +1,5 @@
 /** A positioned YAML tree as plain JavaScript, whole (for comparing with js-yaml's `load`). */
-import type { YNode } from "../../lib/policy/yaml_tree.ts";
+import type { YNode } from "../../lib/policy/yaml/parse.ts";
 
 export function treeAsJs(n: YNode | null): unknown {
   if (n === null) return null;
