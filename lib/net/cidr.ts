@@ -20,9 +20,18 @@
  * @module
  */
 
-import type { Cidr } from "../policy/model/types.ts";
-
 /** A malformed address or CIDR; `message` is one sentence for the operator. */
+/** An IPv4 or IPv6 CIDR. `addr` holds network bytes with host bits cleared. */
+export interface Cidr {
+  family: 4 | 6;
+  /** 4 or 16 bytes, network order, every bit past `len` zero. */
+  addr: Uint8Array;
+  /** Prefix length: 0..32 (IPv4) or 0..128 (IPv6). */
+  len: number;
+  /** Canonical text, e.g. `10.0.0.0/8`, `fd00::/8`. */
+  text: string;
+}
+
 export class CidrError extends Error {
   constructor(message: string) {
     super(message);

@@ -10,6 +10,10 @@
  * @module
  */
 
+import type { Cidr } from "../../net/cidr.ts";
+
+export type { Cidr };
+
 /** What a rule (or a policy's default) does with a packet. */
 export type Action = "allow" | "deny";
 
@@ -26,17 +30,6 @@ export type Protocol = "tcp" | "udp" | "sctp" | "icmp" | "icmpv6" | "any";
 export interface PortRange {
   from: number;
   to: number;
-}
-
-/** An IPv4 or IPv6 CIDR. `addr` holds network bytes with host bits cleared. */
-export interface Cidr {
-  family: 4 | 6;
-  /** 4 or 16 bytes, network order, every bit past `len` zero. */
-  addr: Uint8Array;
-  /** Prefix length: 0..32 (IPv4) or 0..128 (IPv6). */
-  len: number;
-  /** Canonical text, e.g. `10.0.0.0/8`, `fd00::/8`. */
-  text: string;
 }
 
 /** An ICMP/ICMPv6 match: type, and optionally code. */
