@@ -18,7 +18,7 @@
  *   BENCH_REPEAT=100000 deno task bench
  */
 import { webOnlyPolicy } from "../tests/helpers/gen.ts";
-import { BpfObject } from "../lib/ffi/libbpf.ts";
+import { BpfObject } from "../lib/ffi/libbpf/mod.ts";
 import { Datapath, openProgram, testRun, xdpQuery } from "../lib/datapath/object.ts";
 import { PolicySlots } from "../lib/datapath/policy_slots.ts";
 import { DIR_INGRESS } from "../lib/abi/layout.ts";

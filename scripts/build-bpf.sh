@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 objects=(bpf/tinyfw.bpf.o bpf/bench_empty.bpf.o)
-inputs=(bpf/tinyfw.bpf.c bpf/bench_empty.bpf.c lib/abi/layout.ts scripts/gen-header.ts
+inputs=(bpf/tinyfw.bpf.c bpf/bench_empty.bpf.c lib/abi/layout.ts lib/abi/header.ts scripts/gen-header.ts
   scripts/build-bpf.sh)
 stamp_file=bpf/.build-stamp
 

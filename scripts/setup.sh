@@ -18,7 +18,7 @@ DENO_VERSION=2.9.6
 PACKAGES=(
   clang llvm            # build bpf/*.bpf.c (clang -target bpf, llvm-strip)
   libbpf-dev            # <bpf/bpf_helpers.h> and friends for the XDP program
-  libbpf1               # libbpf.so.1, loaded by Deno FFI (lib/ffi/libbpf.ts)
+  libbpf1               # libbpf.so.1, loaded by Deno FFI (lib/ffi/libbpf/)
   linux-libc-dev        # <linux/bpf.h>, <linux/if_ether.h>, ...
   gcc-multilib          # /usr/include/asm -> x86_64-linux-gnu/asm: <asm/types.h> for a
                         # plain `clang -target bpf` (build-bpf.sh also passes -I for it)

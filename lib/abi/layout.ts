@@ -1,7 +1,7 @@
 /**
  * The one definition of every binary layout and constant shared by the XDP
  * program and user space. `bpf/tinyfw.h` is generated from this file by
- * `scripts/gen-header.ts` (a unit test fails when it is out of date), and the
+ * `scripts/gen-header.ts` (`tests/abi/header_test.ts` fails when it is out of date), and the
  * TypeScript encoders below read the same field lists, so the C structs and the
  * bytes user space writes cannot drift apart.
  *

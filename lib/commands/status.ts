@@ -17,7 +17,7 @@ import { readCounterRange } from "../datapath/policy_slots.ts";
 import { xdpOccupant } from "../datapath/attach.ts";
 import { tcEgressProgram } from "../datapath/tc.ts";
 import { AttachValue, decode, StateValue } from "../abi/layout.ts";
-import { objGet } from "../ffi/libbpf.ts";
+import { objGet } from "../ffi/libbpf/mod.ts";
 import { RtnetlinkClient } from "../netlink/rtnetlink.ts";
 import { CarriedCounters, recordedCounts, type RuleCounter } from "../agent/counters.ts";
 import { PinSet } from "../persist/pinset.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { objGet, objPin, progInfo } from "../ffi/libbpf.ts";
+import { objGet, objPin, progInfo } from "../ffi/libbpf/mod.ts";
 import { close, statfsType } from "../ffi/libc.ts";
 
 /** f_type of a bpffs mount (linux/magic.h). */

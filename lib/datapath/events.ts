@@ -16,7 +16,7 @@
  * @module
  */
 
-import { RingBuffer } from "../ffi/libbpf.ts";
+import { RingBuffer } from "../ffi/libbpf/mod.ts";
 import { waitReadable } from "../ffi/libc.ts";
 import { formatEndpoint, formatIp } from "../net/cidr.ts";
 import {

@@ -13,7 +13,7 @@
  * @module
  */
 
-import * as bpf from "../ffi/libbpf.ts";
+import * as bpf from "../ffi/libbpf/mod.ts";
 import { close as closeFd } from "../ffi/libc.ts";
 import { openProgram, type XdpMode, xdpQuery } from "./object.ts";
 

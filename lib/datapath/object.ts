@@ -17,7 +17,7 @@
  */
 
 import elf from "../../bpf/tinyfw.bpf.o" with { type: "bytes" };
-import * as bpf from "../ffi/libbpf.ts";
+import * as bpf from "../ffi/libbpf/mod.ts";
 import { close as closeFd } from "../ffi/libc.ts";
 
 /** The maps of the XDP program (docs/DATAPATH.md §3). */

@@ -17,7 +17,7 @@
  * @module
  */
 
-import * as bpf from "../ffi/libbpf.ts";
+import * as bpf from "../ffi/libbpf/mod.ts";
 import { RtnetlinkClient } from "../netlink/rtnetlink.ts";
 import { TC_PARENT_CLSACT_EGRESS, TC_PARENT_CLSACT_INGRESS } from "../netlink/tc.ts";
 import { progInfo, TC_PROGRAM_NAME } from "./object.ts";

@@ -19,7 +19,7 @@
  */
 import assert from "node:assert/strict";
 import { Datapath, sumPerCpu, testRun, u32Key } from "../../lib/datapath/object.ts";
-import { BpfError } from "../../lib/ffi/libbpf.ts";
+import { BpfError } from "../../lib/ffi/libbpf/mod.ts";
 import { PolicySlots } from "../../lib/datapath/policy_slots.ts";
 import {
   ATTACH_LEARN,

@@ -21,7 +21,7 @@ import {
   BPF_TC_INGRESS,
   BpfError,
   tcAttach,
-} from "../../lib/ffi/libbpf.ts";
+} from "../../lib/ffi/libbpf/mod.ts";
 import { RtnetlinkClient } from "../../lib/netlink/rtnetlink.ts";
 import { TC_PARENT_CLSACT_EGRESS } from "../../lib/netlink/tc.ts";
 import { compilePolicy } from "../../lib/policy/compile/compile.ts";

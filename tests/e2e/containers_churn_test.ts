@@ -15,7 +15,7 @@
  * each agent sees only its veths. Containers are plain veth boxes.
  */
 import assert from "node:assert/strict";
-import { mapGetFdById } from "../../lib/ffi/libbpf.ts";
+import { mapGetFdById } from "../../lib/ffi/libbpf/mod.ts";
 import { BpfMap, PROGRAM_NAME, u32Key } from "../../lib/datapath/object.ts";
 import { AttachValue, decode } from "../../lib/abi/layout.ts";
 import { AgentProcess } from "../helpers/agent_process.ts";

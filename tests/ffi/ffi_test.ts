@@ -61,7 +61,7 @@ import {
   BpfObject,
   mapLookupElem as bpfLookup,
   setLibbpfLogger,
-} from "../../lib/ffi/libbpf.ts";
+} from "../../lib/ffi/libbpf/mod.ts";
 import * as libc from "../../lib/ffi/libc.ts";
 import { SysError } from "../../lib/ffi/errors.ts";
 import { createVethPair, run, uniqueName, withNetns } from "../helpers/netns.ts";

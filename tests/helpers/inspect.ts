@@ -3,7 +3,7 @@
  * id, the way an outside observer would: its maps by id, its attach entry, the
  * policy slot it reads, and that policy's counters.
  */
-import { mapGetFdById } from "../../lib/ffi/libbpf.ts";
+import { mapGetFdById } from "../../lib/ffi/libbpf/mod.ts";
 import { BpfMap, progInfo, programAttachId, sumPerCpu, u32Key } from "../../lib/datapath/object.ts";
 import {
   AttachValue,
