@@ -2,7 +2,7 @@
  * tinyfw: a container-aware firewall agent with an XDP data plane.
  * Entry point: parse the command line, run the subcommand, map errors to exit codes.
  */
-import { type Command, parseCommandLine, type RunCommand } from "./lib/cli/cli.ts";
+import { type Command, parseCommandLine, type RunCommand } from "./lib/cli/mod.ts";
 import {
   ConfigError,
   describeError,

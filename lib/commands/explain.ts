@@ -20,7 +20,7 @@ import { type CompiledPolicy, compilePolicy } from "../policy/compile/compile.ts
 import { buildFrame, type FrameSpec } from "../model/frame.ts";
 import { formatEndpoint } from "../net/cidr.ts";
 import type { Policy } from "../policy/model/types.ts";
-import type { ExplainCommand } from "../cli/cli.ts";
+import type { ExplainCommand } from "../cli/mod.ts";
 
 const XDP_DROP = 1;
 const XDP_PASS = 2;

@@ -1,4 +1,4 @@
-/** Command-line parsing (lib/cli/cli.ts) and the error classes (lib/base/errors.ts). */
+/** Command-line parsing (lib/cli/) and the error classes (lib/base/errors.ts). */
 
 import assert from "node:assert/strict";
 import {
@@ -9,8 +9,8 @@ import {
   ipFamily,
   parseCommandLine,
   SUBCOMMANDS,
-  VERSION,
-} from "../../lib/cli/cli.ts";
+} from "../../lib/cli/mod.ts";
+import { VERSION } from "../../lib/base/version.ts";
 import {
   ConfigError,
   describeError,

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { loadAll } from "js-yaml";
-import { parseCommandLine, type RunCommand } from "../../lib/cli/cli.ts";
+import { parseCommandLine, type RunCommand } from "../../lib/cli/mod.ts";
 import { agentRegistry } from "../../lib/agent/metrics.ts";
 import { parsePolicyText } from "../../lib/policy/load.ts";
 import { dashboardExpressions } from "../helpers/dashboard.ts";

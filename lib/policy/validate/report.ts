@@ -6,6 +6,7 @@
  * @module
  */
 
+import { editDistance } from "../../base/suggest.ts";
 import { compareDiagnostics, type Diagnostic, LineIndex, type Severity } from "./diagnostics.ts";
 import { MAX_DIAGNOSTICS, MAX_SHOWN_CHARS } from "../model/limits.ts";
 import type { YNode, YValue } from "../yaml/parse.ts";
@@ -132,22 +133,6 @@ export function describe(n: YNode): string {
   if (typeof v === "string") return `the string ${show(v)}`;
   if (typeof v === "number") return `the number ${show(v)}`;
   return `the boolean ${show(v)}`;
-}
-
-/** Levenshtein distance, for suggestions. */
-export function editDistance(a: string, b: string): number {
-  const prev = new Array(b.length + 1);
-  for (let j = 0; j <= b.length; j++) prev[j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0];
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j];
-      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return prev[b.length];
 }
 
 /**
