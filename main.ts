@@ -92,7 +92,7 @@ async function runLocked(cmd: RunCommand, log: Logger, lock: string): Promise<nu
     } catch (e) {
       throw new RuntimeError(
         `Cannot serve metrics at ${addr.hostname}:${addr.port}: ` +
-          `${e instanceof Error ? e.message : e}; choose another --metrics-addr.`,
+          `${describeError(e)}; choose another --metrics-addr.`,
         { cause: e },
       );
     }

@@ -23,7 +23,7 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { ConfigError, RuntimeError } from "../base/errors.ts";
+import { ConfigError, describeError, RuntimeError } from "../base/errors.ts";
 import { RtnetlinkClient } from "../netlink/rtnetlink.ts";
 import { BpfError } from "../ffi/errors.ts";
 import { type DropEvent, EventReader, formatDropEvent, samplesLost } from "../datapath/events.ts";
@@ -69,6 +69,7 @@ import {
   StateFiles,
   type StateHeader,
 } from "../persist/state.ts";
+import { EACCES, EINVAL, EPERM } from "../ffi/errno.ts";
 
 export type { RuleCounter } from "./counters.ts";
 
@@ -184,10 +185,10 @@ export class Agent {
     });
     this.#events = EventReader.open(parts.dp.maps.events, (e) => this.#logDrop(e), {
       onError: (e) =>
-        this.#log.warn("a drop sample could not be logged: {error}", { error: String(e) }),
+        this.#log.warn("a drop sample could not be logged: {error}", { error: describeError(e) }),
     });
     this.#events.start().catch((e) =>
-      this.#log.error("drop samples stopped: {error}", { error: String(e) })
+      this.#log.error("drop samples stopped: {error}", { error: describeError(e) })
     );
   }
 
@@ -226,7 +227,7 @@ export class Agent {
     } catch (e) {
       dp.close();
       throw e instanceof ConfigError || e instanceof RuntimeError ? e : new ConfigError(
-        `The policy could not be installed: ${e instanceof Error ? e.message : e}.`,
+        `The policy could not be installed: ${describeError(e)}.`,
         { cause: e },
       );
     }
@@ -285,7 +286,7 @@ export class Agent {
         } catch (e) {
           this.#log.warn("could not remove the learner of {iface}: {error}", {
             iface: r.iface,
-            error: String(e),
+            error: describeError(e),
           });
         }
       }
@@ -426,7 +427,7 @@ export class Agent {
           containers: !!this.#containers,
         });
       } catch (e) {
-        return { error: e instanceof Error ? e.message : String(e) };
+        return { error: describeError(e) };
       }
       const plan = this.#containers?.planSwitch((id) => this.#selectContainer(next, id));
       this.#slots.switchAttachments([
@@ -789,13 +790,13 @@ function loadDatapath(pins: PinSet): Datapath {
   try {
     return Datapath.load({ pinDir: pins.mapsDir });
   } catch (e) {
-    if (e instanceof BpfError && (e.errno === 1 || e.errno === 13)) {
+    if (e instanceof BpfError && (e.errno === EPERM || e.errno === EACCES)) {
       throw new RuntimeError(
         `The kernel refused to load tinyfw's XDP program (${e.message}): run as root with BPF enabled.`,
         { cause: e },
       );
     }
-    if (e instanceof BpfError && e.errno === 22 && pins.hasMaps()) {
+    if (e instanceof BpfError && e.errno === EINVAL && pins.hasMaps()) {
       throw new RuntimeError(
         `The maps pinned under ${pins.mapsDir} do not match this tinyfw's (${e.message}); ` +
           `remove them with 'tinyfw detach --pin-path ${pins.root}' (their filters stop) and start again.`,

@@ -12,7 +12,7 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { RuntimeError } from "../base/errors.ts";
+import { describeError, RuntimeError } from "../base/errors.ts";
 import { BpfError } from "../ffi/errors.ts";
 import type { LeftLink, Leftovers } from "../persist/leftovers.ts";
 import { attachProgram, type AttachProgramOptions, attemptedMode } from "../datapath/attach.ts";
@@ -242,7 +242,7 @@ export class HostInterfaces {
       } catch (e) {
         this.#log.warn("could not detach from {iface}: {reason}", {
           iface: a.iface,
-          reason: e instanceof Error ? e.message : String(e),
+          reason: describeError(e),
         });
       } finally {
         a.prog.close();

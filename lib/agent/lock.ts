@@ -13,7 +13,8 @@
  */
 
 import { RuntimeError } from "../base/errors.ts";
-import { close, EWOULDBLOCK, flock, LOCK_EX, LOCK_NB, open } from "../ffi/libc.ts";
+import { close, flock, LOCK_EX, LOCK_NB, open } from "../ffi/libc.ts";
+import { EWOULDBLOCK } from "../ffi/errno.ts";
 import { SysError } from "../ffi/errors.ts";
 
 /** Where lock files live (tmpfs: gone at reboot with the programs they guarded). */

@@ -15,6 +15,7 @@ import client from "prom-client";
 import type { RuleCounter } from "./counters.ts";
 import { layoutId } from "../persist/state.ts";
 import { VERSION } from "../base/version.ts";
+import { describeError } from "../base/errors.ts";
 
 /** What the metrics are read from: the running agent (lib/agent/agent.ts). */
 export interface MetricsSource {
@@ -261,7 +262,7 @@ export function listenMetrics(addr: HostPort, log: Logger): Promise<MetricsServe
           });
         },
         onError: (e) => {
-          log.warn("metrics request failed: {error}", { error: String(e) });
+          log.warn("metrics request failed: {error}", { error: describeError(e) });
           return new Response("internal error\n", { status: 500 });
         },
       }, handle);

@@ -12,7 +12,7 @@
  */
 
 import { lockHolder, netnsLockPath, pinLockPath } from "../agent/lock.ts";
-import { RuntimeError } from "../base/errors.ts";
+import { describeError, RuntimeError } from "../base/errors.ts";
 import { xdpOccupant } from "../datapath/attach.ts";
 import { linkOfProgram, openPinnedLink } from "../datapath/links.ts";
 import { xdpDetach } from "../datapath/object.ts";
@@ -56,7 +56,7 @@ export function detach(pinPath: string): DetachReport {
     try {
       fn();
     } catch (e) {
-      report.failures.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
+      report.failures.push(`${what}: ${describeError(e)}`);
     }
   };
   let state: AgentState | null = null;

@@ -12,6 +12,7 @@
  */
 
 import { type Codec, codecs, type WireEnvelope, type WireTimestamp } from "./codec.ts";
+import { describeError } from "../base/errors.ts";
 
 /** What every event carries. */
 export interface EventBase {
@@ -188,7 +189,7 @@ export function decodeEnvelope(envelope: WireEnvelope, receivedAt: number): Cont
   try {
     return decode(envelope.event?.value ?? new Uint8Array(), base);
   } catch (err) {
-    const error = err instanceof Error ? err.message : String(err);
+    const error = describeError(err);
     return { ...base, type: "other", typeUrl, error };
   }
 }

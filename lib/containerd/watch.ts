@@ -19,6 +19,7 @@ import { Backoff, type BackoffOptions, DEFAULT_BACKOFF } from "./backoff.ts";
 import { ContainerdClient, type TaskInfo, type TaskStatus } from "./client.ts";
 import type { ContainerdEvent } from "./events.ts";
 import { EventQueue } from "./queue.ts";
+import { describeError } from "../base/errors.ts";
 
 /** A task that was alive when a snapshot was taken, with its container's labels. */
 export interface RunningTask {
@@ -111,7 +112,7 @@ export class ContainerdWatcher {
   start(): void {
     if (this.#loop || this.#stopping) return;
     this.#loop = this.#run().catch((err) => {
-      log.error("containerd watcher failed: {error}", { error: messageOf(err) });
+      log.error("containerd watcher failed: {error}", { error: describeError(err) });
     });
   }
 
@@ -135,7 +136,7 @@ export class ContainerdWatcher {
       this.#connected = false;
       if (this.#stopping) break;
       const retryInMs = this.#backoff.next();
-      this.#setState("disconnected", { error: messageOf(error), retryInMs });
+      this.#setState("disconnected", { error: describeError(error), retryInMs });
       await this.#sleep(retryInMs);
     }
   }
@@ -205,7 +206,7 @@ export class ContainerdWatcher {
     try {
       await fn();
     } catch (err) {
-      throw new Error(`the ${what} handler failed: ${messageOf(err)}`, { cause: err });
+      throw new Error(`the ${what} handler failed: ${describeError(err)}`, { cause: err });
     }
   }
 
@@ -213,7 +214,7 @@ export class ContainerdWatcher {
     try {
       this.#handlers.onState(state, detail);
     } catch (err) {
-      log.error("containerd watcher state handler failed: {error}", { error: messageOf(err) });
+      log.error("containerd watcher state handler failed: {error}", { error: describeError(err) });
     }
   }
 
@@ -253,8 +254,4 @@ async function mapLimited<T, R>(
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -34,6 +34,7 @@ import { ContainerdWatcher, type RunningTask } from "../containerd/watch.ts";
 import { hostNetnsId, NetnsHandle, type NetnsId } from "./netns.ts";
 import { type AttachmentOwner, type Selector, type SlotChange, VethAttachments } from "./veths.ts";
 import { describeWorkload, identityTask, type Task, taskKey, WorkloadTable } from "./workloads.ts";
+import { describeError } from "../base/errors.ts";
 
 export type { SlotSelection } from "./veths.ts";
 
@@ -124,7 +125,7 @@ export class ContainersMode {
     this.#links = LinkSubscription.start((e) => void this.#enqueue(() => this.#veths.onLink(e)));
     this.#links.done.catch((e) =>
       this.#log.error("link notifications stopped: {error}; new veths are found at task events", {
-        error: String(e),
+        error: describeError(e),
       })
     );
     this.#watcher.start();
@@ -157,7 +158,7 @@ export class ContainersMode {
           this.#o.onChange?.();
         }
       } catch (e) {
-        this.#log.error("containers mode: {error}", { error: errorText(e) });
+        this.#log.error("containers mode: {error}", { error: describeError(e) });
         if (opts.rethrow) throw e;
       } finally {
         this.#pending--;
@@ -182,7 +183,7 @@ export class ContainersMode {
         this.#veths.refillOne();
       } catch (e) {
         this.#log.warn("could not load a spare program instance: {error}", {
-          error: errorText(e),
+          error: describeError(e),
         });
         return;
       }
@@ -340,7 +341,7 @@ export class ContainersMode {
       this.#log.debug("task {task} (pid {pid}) is already gone: {error}", {
         task: key,
         pid: task.pid,
-        error: errorText(e),
+        error: describeError(e),
       });
       return;
     }
@@ -503,8 +504,4 @@ function splitKey(key: string): [string, string] {
 
 function round2(x: number): number {
   return Math.round(x * 100) / 100;
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

@@ -17,9 +17,7 @@ import { linkState, pinLink, updateLink, type XdpLink } from "../datapath/links.
 import type { PolicySlots } from "../datapath/policy_slots.ts";
 import type { LeftLink } from "../persist/leftovers.ts";
 import { unpin } from "../persist/pinset.ts";
-
-const ENODEV = 19;
-const ENOENT = 2;
+import { ENODEV, ENOENT } from "../ffi/errno.ts";
 
 /** A program instance attached at XDP on one interface. */
 export interface AttachedSide {

@@ -51,6 +51,7 @@ import {
   identityTask,
   type Workload,
 } from "./workloads.ts";
+import { describeError } from "../base/errors.ts";
 
 /**
  * The XDP mode `--xdp-mode auto` picks for containers' veths: generic. Native
@@ -188,7 +189,7 @@ export class VethAttachments {
     } catch (e) {
       this.#log.warn("could not adopt the filter of veth {iface}: {error}", {
         iface: link.name,
-        error: errorText(e),
+        error: describeError(e),
       });
     }
   }
@@ -299,7 +300,7 @@ export class VethAttachments {
       this.#log.error("could not filter {iface} of {workload}: {error}", {
         iface: pair.hostName,
         workload: describeWorkload(f.workload),
-        error: errorText(e),
+        error: describeError(e),
       });
     }
   }
@@ -352,7 +353,7 @@ export class VethAttachments {
       } catch (e) {
         this.#log.warn("could not detach from ifindex {ifindex}: {error}", {
           ifindex: side.ifindex,
-          error: errorText(e),
+          error: describeError(e),
         });
       }
       this.#log.debug("program {id} (attachment {attach}) off ifindex {ifindex}", {
@@ -422,7 +423,7 @@ export class VethAttachments {
     } catch (e) {
       this.#log.warn("could not filter new veth {iface}: {error}", {
         iface: link.name,
-        error: errorText(e),
+        error: describeError(e),
       });
     }
   }
@@ -630,8 +631,4 @@ function sideSwitches(pairs: Iterable<PairState>, slot: number): SlotChange[] {
     if (p.ingress) out.push({ attachId: p.ingress.prog.attachId, slot, dir: DIR_INGRESS });
   }
   return out;
-}
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }

@@ -19,6 +19,7 @@
 import elf from "../../bpf/tinyfw.bpf.o" with { type: "bytes" };
 import * as bpf from "../ffi/libbpf/mod.ts";
 import { close as closeFd } from "../ffi/libc.ts";
+import { ENOENT, ENOTSUPP, EOPNOTSUPP } from "../ffi/errno.ts";
 
 /** The maps of the XDP program (docs/DATAPATH.md §3). */
 export const MAP_NAMES = [
@@ -66,10 +67,6 @@ const PER_CPU_TYPES = new Set([
   bpf.BPF_MAP_TYPE_LRU_PERCPU_HASH,
   bpf.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE,
 ]);
-
-const ENOENT = 2;
-const ENOTSUPP = 524;
-const EOPNOTSUPP = 95;
 
 let cpuCount: number | undefined;
 

@@ -32,7 +32,8 @@ import {
 } from "./entries.ts";
 import { type BpfMap, type Datapath, type MapName, sumPerCpu, u32Key } from "./object.ts";
 import { RangeAllocator } from "./ranges.ts";
-import { BpfError, E2BIG, ENOSPC } from "../ffi/errors.ts";
+import { BpfError } from "../ffi/errors.ts";
+import { E2BIG, ENOSPC } from "../ffi/errno.ts";
 
 /** A compiled policy written into the data plane. */
 export interface InstalledPolicy {

@@ -21,14 +21,12 @@ import * as bpf from "../ffi/libbpf/mod.ts";
 import { RtnetlinkClient } from "../netlink/rtnetlink.ts";
 import { TC_PARENT_CLSACT_EGRESS, TC_PARENT_CLSACT_INGRESS } from "../netlink/tc.ts";
 import { progInfo, TC_PROGRAM_NAME } from "./object.ts";
+import { EINVAL, ENODEV, ENOENT } from "../ffi/errno.ts";
 
 /** The handle of tinyfw's filter ("tf"). */
 export const TC_HANDLE = 0x7466;
 /** Its priority: 1, so it sees what the host sends before other filters decide. */
 export const TC_PRIORITY = 1;
-
-const ENOENT = 2;
-const ENODEV = 19;
 
 /** Where tinyfw's filter is (handle and priority), if not the defaults. */
 export interface TcFilterOptions {
@@ -160,7 +158,7 @@ function removeQdiscIfEmpty(ifindex: number): boolean {
     bpf.tcHookDestroy({ ifindex, attachPoint: bpf.BPF_TC_INGRESS | bpf.BPF_TC_EGRESS });
     return true;
   } catch (e) {
-    if (e instanceof bpf.BpfError && (e.errno === ENOENT || e.errno === 22)) return false;
+    if (e instanceof bpf.BpfError && (e.errno === ENOENT || e.errno === EINVAL)) return false;
     throw e;
   }
 }

@@ -46,10 +46,6 @@ const EXTRA_NAMES: Record<number, string> = {
   4013: "LIBBPF_ERRNO__NLPARSE",
 };
 
-/** A map is full: the kernel's errno for a hash (E2BIG) and for an LPM trie (ENOSPC). */
-export const E2BIG = 7;
-export const ENOSPC = 28;
-
 /** The symbolic name of an errno value: 2 → "ENOENT"; "E<n>" when unknown. */
 export function errnoName(errno: number): string {
   return EXTRA_NAMES[errno] ?? (NAMES[errno] || `E${errno}`);

@@ -22,6 +22,7 @@
  */
 
 import { SysError } from "./errors.ts";
+import { EAGAIN, EINTR } from "./errno.ts";
 
 export { SysError } from "./errors.ts";
 
@@ -50,9 +51,6 @@ export const O_CLOEXEC = 0o2000000;
 /** setns()/unshare() namespace type. */
 export const CLONE_NEWNET = 0x40000000;
 
-/** errno values callers retry on. */
-export const EINTR = 4;
-export const EAGAIN = 11;
 const POLLIN = 0x1;
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
@@ -345,7 +343,6 @@ export function mallocTrim(): void {
 /** flock(2) operations. */
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
-export const EWOULDBLOCK = EAGAIN;
 
 /** flock(2); throws SysError (EWOULDBLOCK when LOCK_NB and someone else holds the lock). */
 export function flock(fd: number, operation: number): void {

@@ -24,6 +24,7 @@ import {
   SOL_NETLINK,
 } from "./constants.ts";
 import { NetlinkError } from "./errors.ts";
+import { EAGAIN, EINTR } from "../ffi/errno.ts";
 
 const SOCKADDR_NL_LEN = 12;
 
@@ -140,7 +141,7 @@ export class NetlinkSocket implements NetlinkTransport {
         libc.sendto(fd, datagram, 0, sockaddrNl(0, 0));
         return;
       } catch (err) {
-        if (!(err instanceof SysError && err.errno === libc.EINTR)) throw asNetlinkError(err);
+        if (!(err instanceof SysError && err.errno === EINTR)) throw asNetlinkError(err);
       }
     }
   }
@@ -159,9 +160,9 @@ export class NetlinkSocket implements NetlinkTransport {
         size = libc.recv(fd, this.#buffer, libc.MSG_PEEK | libc.MSG_TRUNC | wait);
       } catch (err) {
         if (!(err instanceof SysError)) throw err;
-        if (err.errno === libc.EINTR) continue;
-        if (err.errno === libc.EAGAIN && dontWait) return null;
-        throw asNetlinkError(err, err.errno === libc.EAGAIN ? "recv (timed out)" : "recv");
+        if (err.errno === EINTR) continue;
+        if (err.errno === EAGAIN && dontWait) return null;
+        throw asNetlinkError(err, err.errno === EAGAIN ? "recv (timed out)" : "recv");
       }
       if (size > this.#buffer.length) this.#buffer = new Uint8Array(size);
       let n: number;
@@ -169,7 +170,7 @@ export class NetlinkSocket implements NetlinkTransport {
         n = libc.recv(fd, this.#buffer, libc.MSG_DONTWAIT);
       } catch (err) {
         if (!(err instanceof SysError)) throw err;
-        if (err.errno === libc.EINTR || err.errno === libc.EAGAIN) continue;
+        if (err.errno === EINTR || err.errno === EAGAIN) continue;
         throw asNetlinkError(err);
       }
       return this.#buffer.slice(0, n);

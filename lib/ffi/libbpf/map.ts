@@ -17,6 +17,7 @@ import {
   infoByFd,
   libbpfStrerror,
 } from "./symbols.ts";
+import { ENOENT } from "../errno.ts";
 
 // Map elements (by fd). Buffers must have the map's key/value sizes (per-CPU
 // values: round_up(value_size, 8) * possible CPUs).
@@ -28,7 +29,7 @@ export function mapLookupElem(
   value: Uint8Array<ArrayBuffer>,
 ): boolean {
   const ret = begin().bpf_map_lookup_elem(fd, key, value);
-  if (ret === -2) return false;
+  if (ret === -ENOENT) return false;
   if (ret < 0) throw bpfError("bpf_map_lookup_elem", ret);
   return true;
 }
@@ -46,7 +47,7 @@ export function mapUpdateElem(
 /** bpf_map_delete_elem; false if the key was absent (ENOENT). */
 export function mapDeleteElem(fd: number, key: Uint8Array<ArrayBuffer>): boolean {
   const ret = begin().bpf_map_delete_elem(fd, key);
-  if (ret === -2) return false;
+  if (ret === -ENOENT) return false;
   if (ret < 0) throw bpfError("bpf_map_delete_elem", ret);
   return true;
 }
@@ -58,7 +59,7 @@ export function mapGetNextKey(
   next: Uint8Array<ArrayBuffer>,
 ): boolean {
   const ret = begin().bpf_map_get_next_key(fd, key, next);
-  if (ret === -2) return false;
+  if (ret === -ENOENT) return false;
   if (ret < 0) throw bpfError("bpf_map_get_next_key", ret);
   return true;
 }

@@ -8,7 +8,8 @@
  */
 
 import { BpfError } from "../errors.ts";
-import { cString, errno, formatVaList } from "../libc.ts";
+import { errno, formatVaList } from "../libc.ts";
+import { EINVAL } from "../errno.ts";
 
 const SYMBOLS = {
   libbpf_set_print: { parameters: ["function"], result: "function" },
@@ -158,7 +159,7 @@ export function call(op: string, f: (sym: Symbols) => number): number {
 /** Runs a pointer-returning libbpf call; NULL means failure, errno says why. */
 export function callPtr(op: string, f: (sym: Symbols) => Deno.PointerValue): Deno.PointerObject {
   const ret = f(begin());
-  if (ret === null) throw bpfError(op, errno() || 22);
+  if (ret === null) throw bpfError(op, errno() || EINVAL);
   return ret;
 }
 

@@ -7,6 +7,7 @@
 import { BPF_TC_F_REPLACE } from "./constants.ts";
 import { StructBuffer, STRUCTS } from "./structs.ts";
 import { begin, bpfError, call } from "./symbols.ts";
+import { EEXIST, EINVAL, ENOENT } from "../errno.ts";
 
 // tc (clsact) hooks and BPF filters, through libbpf's netlink calls. Each acts
 // in the network namespace of the calling thread.
@@ -45,7 +46,7 @@ function tcOpts(o: { progFd?: number; flags?: number; handle?: number; priority?
  */
 export function tcHookCreate(hook: TcHook): boolean {
   const ret = begin().bpf_tc_hook_create(tcHook(hook));
-  if (ret === -17) return false;
+  if (ret === -EEXIST) return false;
   if (ret < 0) throw bpfError(`bpf_tc_hook_create ifindex ${hook.ifindex}`, ret);
   return true;
 }
@@ -94,7 +95,7 @@ export function tcDetach(hook: TcHook, id: TcFilterId): void {
 export function tcQuery(hook: TcHook, id: TcFilterId): number | null {
   const o = tcOpts(id);
   const ret = begin().bpf_tc_query(tcHook(hook), o.bytes);
-  if (ret === -2 || ret === -22) {
+  if (ret === -ENOENT || ret === -EINVAL) {
     // ENOENT: no filter there; EINVAL: no clsact qdisc at all (the kernel's answer).
     return null;
   }
