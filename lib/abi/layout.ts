@@ -217,6 +217,26 @@ export const CLASS_INLINE_MAX = 4;
 /** `tfw_class.inline_count` when the class's decisions are in rule_hash / port_lpm instead. */
 export const CLASS_NOT_INLINE = 0xffffffff;
 
+/**
+ * Counters of a policy of `ruleCount` rules: two per rule (ingress, then
+ * egress), then the two of its default action, from the policy's first
+ * counter on.
+ */
+export function policyCounterCount(ruleCount: number): number {
+  return 2 * ruleCount + 2;
+}
+
+/** Where the counter of rule `rule` (null: the default action) in direction `dir` is, from the first. */
+export function counterOffset(ruleCount: number, rule: number | null, dir: number): number {
+  return 2 * (rule ?? ruleCount) + dir;
+}
+
+/** The rule (null: the default action) and direction of the counter at `offset` from the first. */
+export function counterAt(ruleCount: number, offset: number): { rule: number | null; dir: number } {
+  const rule = offset >>> 1;
+  return { rule: rule === ruleCount ? null : rule, dir: offset & 1 };
+}
+
 /** Packs a decision for `fast_l4` and `tfw_class`: ((counter + 1) << 1) | action; 0 is none. */
 export function packVerdict(counter: number, action: number): number {
   return ((counter + 1) * 2 + action) >>> 0;

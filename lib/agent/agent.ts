@@ -32,7 +32,7 @@ import { xdpOccupant } from "../datapath/attach.ts";
 import { AttachIds } from "../datapath/attach_ids.ts";
 import { BpffsNotMountedError } from "../datapath/bpffs.ts";
 import { type InstalledPolicy, PolicySlots } from "../datapath/policy_slots.ts";
-import { DIR_INGRESS, STAT_COUNT } from "../abi/layout.ts";
+import { counterAt, DIR_INGRESS, STAT_COUNT } from "../abi/layout.ts";
 import { sumPerCpu, u32Key } from "../datapath/object.ts";
 import { type CompiledPolicy, compilePolicy } from "../policy/compile/compile.ts";
 import { diffPolicy, formatDiff } from "../policy/model/diff.ts";
@@ -600,10 +600,10 @@ export class Agent {
       const i = counter - inst.counterBase;
       if (i < 0 || i >= inst.compiled.counterCount) continue;
       const rules = inst.compiled.policy.rules;
-      const r = Math.floor(i / 2);
+      const { rule } = counterAt(rules.length, i);
       return {
         policy: inst.compiled.policy.name,
-        rule: r < rules.length ? rules[r].name : "(default)",
+        rule: rule === null ? "(default)" : rules[rule].name,
       };
     }
     return null;

@@ -12,6 +12,7 @@
 
 import type { InstalledPolicy, PolicySlots } from "../datapath/policy_slots.ts";
 import type { CarriedRecord, PolicyRecord } from "../persist/state.ts";
+import { counterOffset } from "../abi/layout.ts";
 
 /** Packets and bytes counted for one rule (or the default) of a policy, in one direction. */
 export interface RuleCounter {
@@ -49,8 +50,7 @@ function slotCounts(
   const out: RuleCounter[] = [];
   for (let rule = -1; rule < n; rule++) {
     for (const dir of [0, 1]) {
-      const idx = rule < 0 ? 2 * n + dir : 2 * rule + dir;
-      const [packets, bytes] = all[idx] ?? [0n, 0n];
+      const [packets, bytes] = all[counterOffset(n, rule < 0 ? null : rule, dir)] ?? [0n, 0n];
       out.push({
         policy: p.policy,
         rule: rule < 0 ? null : p.rules[rule].name,

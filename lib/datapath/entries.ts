@@ -21,6 +21,7 @@ import {
   CLASS_INLINE_MAX,
   CLASS_NOT_INLINE,
   ClassValue,
+  counterOffset,
   encode,
   FAST_TABLE_SIZE,
   KIND_EXACT,
@@ -104,16 +105,6 @@ export interface EncodeOptions {
    * entries (one lookup instead of two). Default true.
    */
   inlineClasses?: boolean;
-}
-
-/** Counter index of rule `rule` in direction `dir` (DIR_INGRESS/DIR_EGRESS). */
-export function ruleCounterIndex(counterBase: number, rule: number, dir: number): number {
-  return counterBase + 2 * rule + dir;
-}
-
-/** Counter index of the default action in direction `dir` for a policy of `ruleCount` rules. */
-export function defaultCounterIndex(counterBase: number, ruleCount: number, dir: number): number {
-  return counterBase + 2 * ruleCount + dir;
 }
 
 function actionCode(action: "allow" | "deny"): number {
@@ -368,6 +359,7 @@ function fill(
   const portLpm = new BatchWriter(W.portKey, verdictW, n.lpm);
   const fast: FastTable[] = [];
   const actions = compiled.policy.rules.map((r) => actionCode(r.action));
+  const ruleCount = actions.length;
   // Reused value objects: one shape each, no allocation per entry.
   const addrKey = { prefixlen: 0, slot, dir: 0, addr: new Uint8Array(0) as Uint8Array };
   const hashAddrKey = { slot, dir: 0, len: 0, addr: new Uint8Array(0) as Uint8Array };
@@ -378,7 +370,7 @@ function fill(
     const cd = compiled.dirs[dir];
     const p = plans[dir];
     const verdictOf = (rule: number) =>
-      packVerdict(ruleCounterIndex(counterBase, rule, dir), actions[rule]);
+      packVerdict(counterBase + counterOffset(ruleCount, rule, dir), actions[rule]);
     const classes = withValues ? classValues(cd, p, verdictOf) : new Map<number, Values>();
     addrKey.dir =
       hashAddrKey.dir =
@@ -410,7 +402,7 @@ function fill(
       fast.push({ table, values });
     }
     const setVerdict = (rule: number) => {
-      verdict.counter = ruleCounterIndex(counterBase, rule, dir);
+      verdict.counter = counterBase + counterOffset(ruleCount, rule, dir);
       verdict.action = actions[rule];
     };
     for (const e of cd.hash) {
@@ -484,8 +476,8 @@ export function encodePolicyEntries(
   plans.forEach((p, d) => p.fast.forEach((table, idx) => fastTable[d * 6 + idx] = table));
   const policy = encode(PolicyValue, {
     default_counter: [
-      defaultCounterIndex(counterBase, n, 0),
-      defaultCounterIndex(counterBase, n, 1),
+      counterBase + counterOffset(n, null, 0),
+      counterBase + counterOffset(n, null, 1),
     ],
     flags: [flags(0), flags(1)],
     nd_named: [ing.ndNamed, egr.ndNamed],

@@ -11,6 +11,7 @@ import {
   ATTACH_LEARN,
   AttachValue,
   CounterBlock,
+  counterOffset,
   COUNTERS_PER_BLOCK,
   decode,
   DIR_INGRESS,
@@ -24,7 +25,6 @@ import {
   StateValue,
 } from "../abi/layout.ts";
 import {
-  defaultCounterIndex,
   encodePolicyEntries,
   type FastTable,
   type MapEntries,
@@ -299,10 +299,7 @@ export class PolicySlots {
     const out: RuleCount[] = [];
     for (let rule = -1; rule < n; rule++) {
       for (const dir of [0, 1]) {
-        const idx = rule < 0
-          ? defaultCounterIndex(installed.counterBase, n, dir)
-          : installed.counterBase + 2 * rule + dir;
-        const [packets, bytes] = all[idx - installed.counterBase];
+        const [packets, bytes] = all[counterOffset(n, rule < 0 ? null : rule, dir)];
         out.push({ rule, dir, packets, bytes });
       }
     }

@@ -1,11 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  defaultCounterIndex,
-  encodePolicyEntries,
-  encodePolicyKeys,
-  LayoutWriter,
-  ruleCounterIndex,
-} from "../../lib/datapath/entries.ts";
+import { encodePolicyEntries, encodePolicyKeys, LayoutWriter } from "../../lib/datapath/entries.ts";
 import {
   ACTION_ALLOW,
   ACTION_DENY,
@@ -14,6 +8,8 @@ import {
   ADDR_LEN_END,
   CLASS_INLINE_MAX,
   ClassValue,
+  counterAt,
+  counterOffset,
   decode,
   encode,
   FAST_TABLE_SIZE,
@@ -28,6 +24,7 @@ import {
   PF_CIDR4,
   PF_CIDR6,
   PF_LPM_PORTS,
+  policyCounterCount,
   PolicyValue,
   PORT_KEY_HEAD_BITS,
   PortLpmKey,
@@ -74,8 +71,11 @@ Deno.test("entries: the policy value", () => {
   ]);
   assert.deepEqual([...(v.any_protos as Uint8Array)], [c.dirs[0].anyProtos, c.dirs[1].anyProtos]);
   assert.equal(v.default_action, ACTION_DENY);
-  assert.equal(defaultCounterIndex(1000, 3, 1), 1007);
-  assert.equal(ruleCounterIndex(1000, 2, 1), 1005);
+  assert.equal(1000 + counterOffset(3, null, 1), 1007);
+  assert.equal(1000 + counterOffset(3, 2, 1), 1005);
+  assert.deepEqual(counterAt(3, 7), { rule: null, dir: 1 });
+  assert.deepEqual(counterAt(3, 5), { rule: 2, dir: 1 });
+  assert.equal(policyCounterCount(3), 8);
 });
 
 Deno.test("entries: address keys and classes", () => {

@@ -7,6 +7,7 @@ import { mapGetFdById } from "../../lib/ffi/libbpf/mod.ts";
 import { BpfMap, progInfo, programAttachId, sumPerCpu, u32Key } from "../../lib/datapath/object.ts";
 import {
   AttachValue,
+  counterOffset,
   COUNTERS_PER_BLOCK,
   decode,
   PolicyValue,
@@ -46,8 +47,8 @@ export function attachedRuleCount(
     const slots = decode(AttachValue, get("attach").lookup(u32Key(attachId))!).slot as number[];
     const policy = decode(PolicyValue, get("policies").lookup(u32Key(slots[gen]))!);
     const defaultCounter = (policy.default_counter as number[])[dir];
-    const base = defaultCounter - 2 * ruleCount - dir;
-    const idx = rule < 0 ? defaultCounter : base + 2 * rule + dir;
+    const base = defaultCounter - counterOffset(ruleCount, null, dir);
+    const idx = base + counterOffset(ruleCount, rule < 0 ? null : rule, dir);
     const block = sumPerCpu(
       get("counters").lookupPerCpu(u32Key(Math.floor(idx / COUNTERS_PER_BLOCK))) ?? [],
     );

@@ -39,6 +39,7 @@ import {
   PF_CIDR4,
   PF_CIDR6,
   PF_LPM_PORTS,
+  policyCounterCount,
   PROTO_INDEX,
 } from "../../abi/layout.ts";
 import { CompileBudget } from "./budget.ts";
@@ -152,7 +153,7 @@ export function compilePolicy(policy: Policy, opts: CompileOptions = {}): Compil
   ];
   return {
     policy,
-    counterCount: 2 * policy.rules.length + 2,
+    counterCount: policyCounterCount(policy.rules.length),
     defaultAction: policy.defaultAction,
     dirs,
   };

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { MAX_COUNTERS } from "../../abi/layout.ts";
+import { MAX_COUNTERS, policyCounterCount } from "../../abi/layout.ts";
 import { maskAddress } from "../../net/cidr.ts";
 import { CompileBudget } from "./budget.ts";
 import { type CompiledPolicy, CompileError, compilePolicy } from "./compile.ts";
@@ -41,7 +41,7 @@ export function compileSet(vs: ValidatedSet, report: Reporter): CompiledPolicy[]
     if (failed) return; // the budget is spent: later policies would only add noise
     const where = { policy: policy.name, policyIndex: i };
     const at = vs.sources[i].node.offset;
-    const counters = 2 * policy.rules.length + 2;
+    const counters = policyCounterCount(policy.rules.length);
     if (counters > MAX_COUNTERS) {
       report.error(
         at,
