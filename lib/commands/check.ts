@@ -1,8 +1,7 @@
 /**
  * What `tinyfw check` prints about a valid policy set: per policy its
  * selector, default action and rules, and per direction what it compiles to
- * in the data plane's maps (docs/DATAPATH.md §3–4); and the set written back
- * as normalised YAML (every default spelled out, CIDRs canonical).
+ * in the data plane's maps (docs/DATAPATH.md §3–4).
  *
  * @module
  */
@@ -12,7 +11,6 @@ import {
   type CompiledPolicy,
   compilePolicy,
 } from "../policy/compile/compile.ts";
-import { resolvePlain } from "../policy/yaml/parse.ts";
 import type {
   Direction,
   Policy,
@@ -105,70 +103,4 @@ export function summarize(set: PolicySet, compiled?: readonly CompiledPolicy[]):
     } rule_hash, ${lpm.toLocaleString("en-US")} port_lpm), ${plural(counters, "counter")}`,
   );
   return lines.join("\n");
-}
-
-/** YAML 1.1 booleans: quoted too, so that older YAML tools read the same strings. */
-const YAML11_WORDS = /^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/;
-
-/** A string as a YAML scalar: plain when that reads back as the same string, else double-quoted. */
-export function yamlString(s: string): string {
-  const plainSafe = /^[A-Za-z_][A-Za-z0-9_.\/#-]*$/.test(s) && resolvePlain(s).value === s &&
-    !YAML11_WORDS.test(s);
-  return plainSafe ? s : JSON.stringify(s);
-}
-
-function portYaml(p: PortRange): string {
-  return p.from === p.to ? String(p.from) : `"${p.from}-${p.to}"`;
-}
-
-function ruleYaml(r: Rule): string[] {
-  const out = [
-    `      - name: ${yamlString(r.name)}`,
-    `        action: ${r.action}`,
-    `        direction: ${r.direction}`,
-    `        protocol: ${r.protocol}`,
-  ];
-  if (r.ports?.length) out.push(`        ports: [${r.ports.map(portYaml).join(", ")}]`);
-  if (r.cidrs?.length) {
-    out.push(`        cidrs: [${r.cidrs.map((c) => JSON.stringify(c.text)).join(", ")}]`);
-  }
-  if (r.icmp) {
-    const code = r.icmp.code === undefined ? "" : `, code: ${r.icmp.code}`;
-    out.push(`        icmp: {type: ${r.icmp.type}${code}}`);
-  }
-  return out;
-}
-
-function selectorYaml(s: Selector): string[] {
-  const out = ["    selector:"];
-  if (s.namespace !== undefined) out.push(`      namespace: ${yamlString(s.namespace)}`);
-  if (s.labels) {
-    out.push("      labels:");
-    for (const [k, v] of Object.entries(s.labels)) {
-      out.push(`        ${yamlString(k)}: ${yamlString(v)}`);
-    }
-  }
-  if (s.interfaces) out.push(`      interfaces: [${s.interfaces.map(yamlString).join(", ")}]`);
-  return out;
-}
-
-/**
- * The set as a normalised policy file: every field written out (rule names,
- * `direction`, `protocol`, `defaultAction`), CIDRs canonical with host bits
- * cleared, ports as numbers and `"from-to"` ranges. Loading it gives the same
- * set.
- */
-export function policySetToYaml(set: PolicySet): string {
-  const lines = ["policies:"];
-  for (const p of set.policies) {
-    lines.push(`  - name: ${yamlString(p.name)}`);
-    if (p.selector) lines.push(...selectorYaml(p.selector));
-    lines.push(`    defaultAction: ${p.defaultAction}`);
-    if (p.rules.length === 0) lines.push("    rules: []");
-    else {
-      lines.push("    rules:");
-      for (const r of p.rules) lines.push(...ruleYaml(r));
-    }
-  }
-  return lines.join("\n") + "\n";
 }

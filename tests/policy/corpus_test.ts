@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { formatDiagnostic } from "../../lib/policy/validate/diagnostics.ts";
 import { defaultPolicyYaml } from "../../lib/policy/model/default.ts";
 import { diagnosticsOf, loadPolicyFile, parsePolicyText } from "../../lib/policy/load.ts";
-import { policySetToYaml } from "../../lib/commands/check.ts";
+import { policySetToYaml } from "../helpers/policy_yaml.ts";
 import { load } from "js-yaml";
 import { parseFast } from "../../lib/policy/yaml/fast.ts";
 import { treeFromEvents } from "../../lib/policy/yaml/events.ts";
