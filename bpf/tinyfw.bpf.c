@@ -14,25 +14,13 @@
  * mode, would-be drops) are sampled into a ring buffer, rate-limited per CPU.
  */
 #include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/in6.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "tinyfw.h"
-
-#define ETH_HLEN 14
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
-#define ETH_P_8021Q 0x8100
-#define ETH_P_8021AD 0x88A8
-
-#define IPV6_HOPOPTS 0
-#define IPV6_ROUTING 43
-#define IPV6_FRAGMENT 44
-#define IPV6_AUTH 51
-#define IPV6_DSTOPTS 60
-
-#define ND_FIRST_TYPE 133
-#define ND_LAST_TYPE 137
 
 /* Which entry of `attach` this program instance reads; set by the loader. */
 const volatile __u32 attach_id = 0;
@@ -175,9 +163,11 @@ static __always_inline void stat_inc(__u32 idx)
 }
 
 /*
- * The parser is three global functions: each is verified once, for any
- * arguments, instead of once per path that reaches it. Offsets are from the
- * start of the frame; headers are looked for within its first 16 KiB.
+ * The parser is inlined into each program, but its IPv6 extension-header
+ * step is a global function (one per context type), like the classifier and
+ * the sampler below: each is verified once, for any arguments, instead of
+ * once per path that reaches it. Offsets are from the start of the frame;
+ * headers are looked for within its first 16 KiB.
  */
 #define PKT_OFF_MAX 0x3fff
 
@@ -250,8 +240,8 @@ static __always_inline int tfw_parse_l4(void *ctx, const int skb, __u32 off, str
 
 static __always_inline int is_ipv6_ext(__u32 nh)
 {
-	return nh == IPV6_HOPOPTS || nh == IPV6_ROUTING || nh == IPV6_FRAGMENT ||
-	       nh == IPV6_AUTH || nh == IPV6_DSTOPTS;
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_FRAGMENT ||
+	       nh == IPPROTO_AH || nh == IPPROTO_DSTOPTS;
 }
 
 /* One IPv6 extension header, of type `nh`, at `off`. */
@@ -274,11 +264,11 @@ static __always_inline int ipv6_ext_at(void *data, void *end, __u32 off, __u32 n
 		return -1;
 	step->next = p[0];
 	step->later_frag = 0;
-	if (nh == IPV6_FRAGMENT) {
+	if (nh == IPPROTO_FRAGMENT) {
 		step->later_frag = ((((__u16)p[2] << 8) | p[3]) >> 3) != 0;
 		return off + 8;
 	}
-	len = nh == IPV6_AUTH ? ((__u32)p[1] + 2) * 4 : ((__u32)p[1] + 1) * 8;
+	len = nh == IPPROTO_AH ? ((__u32)p[1] + 2) * 4 : ((__u32)p[1] + 1) * 8;
 	if ((void *)(p + len) > end)
 		return -1;
 	return off + len;
@@ -576,7 +566,7 @@ static __always_inline struct decision find_rule(struct packet *pkt, struct tfw_
 				if (i < c.inline_count && c.inline_key[i] == key)
 					return unpack(c.inline_verdict[i]);
 			}
-			return idx < 6 && c.any_verdict[idx] ? unpack(c.any_verdict[idx]) : none;
+			return idx <= PIDX_OTHER && c.any_verdict[idx] ? unpack(c.any_verdict[idx]) : none;
 		}
 	}
 
@@ -908,8 +898,8 @@ static __always_inline int tfw_decide(struct packet *pkt)
 	if (pkt->proto == PROTO_ICMPV6 && pkt->has_l4) {
 		__u8 type = pkt->l4 >> 8;
 
-		if (type >= ND_FIRST_TYPE && type <= ND_LAST_TYPE &&
-		    !(pol->nd_named[dir] & (1 << (type - ND_FIRST_TYPE)))) {
+		if (type >= ND_TYPE_FIRST && type <= ND_TYPE_LAST &&
+		    !(pol->nd_named[dir] & (1 << (type - ND_TYPE_FIRST)))) {
 			stat_inc(STAT_ND);
 			return XDP_PASS;
 		}

@@ -15,6 +15,8 @@
 #define PROTO_ICMPV6 58
 #define PROTO_SCTP 132
 #define PROTO_OTHER 255
+#define ND_TYPE_FIRST 133
+#define ND_TYPE_LAST 137
 #define KIND_EXACT 0
 #define KIND_ANY 1
 #define PF_CIDR4 1

@@ -196,6 +196,13 @@ export const PROTO_SCTP = 132;
 /** Any IP protocol other than the five above. */
 export const PROTO_OTHER = 255;
 
+/**
+ * ICMPv6 neighbour discovery: types 133 (router solicitation) to 137
+ * (redirect) pass unless a rule of the policy names the type.
+ */
+export const ND_TYPE_FIRST = 133;
+export const ND_TYPE_LAST = 137;
+
 /** `tfw_rule_key.kind`: an exact L4 key, or the any-port fallback of a class. */
 export const KIND_EXACT = 0;
 export const KIND_ANY = 1;
@@ -351,6 +358,8 @@ export const CONSTANTS: Record<string, number> = {
   PROTO_ICMPV6,
   PROTO_SCTP,
   PROTO_OTHER,
+  ND_TYPE_FIRST,
+  ND_TYPE_LAST,
   KIND_EXACT,
   KIND_ANY,
   PF_CIDR4,

@@ -11,14 +11,7 @@ import {
   type CompiledPolicy,
   compilePolicy,
 } from "../policy/compile/compile.ts";
-import type {
-  Direction,
-  Policy,
-  PolicySet,
-  PortRange,
-  Rule,
-  Selector,
-} from "../policy/model/types.ts";
+import type { Direction, Policy, PolicySet, Rule, Selector } from "../policy/model/types.ts";
 
 const DIRECTIONS: readonly Direction[] = ["ingress", "egress"];
 

@@ -12,9 +12,6 @@ import { close, statfsType } from "../ffi/libc.ts";
 /** f_type of a bpffs mount (linux/magic.h). */
 export const BPF_FS_MAGIC = 0xcafe4a11;
 
-/** The default pin directory. */
-export const DEFAULT_PIN_DIR = "/sys/fs/bpf/tinyfw";
-
 /** A pin directory that is not on a bpffs. */
 export class BpffsNotMountedError extends Error {
   /** The existing directory that was checked. */

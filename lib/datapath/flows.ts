@@ -7,24 +7,8 @@
  */
 
 import type { FlowTuple } from "../model/flows.ts";
-import { decode, encode, FlowKey, FlowValue } from "../abi/layout.ts";
+import { decode, FlowKey, FlowValue } from "../abi/layout.ts";
 import type { BpfMap } from "./object.ts";
-
-/** Encodes a tuple as a `tfw_flow_key`. */
-export function encodeFlowKey(t: FlowTuple): Uint8Array {
-  const saddr = new Uint8Array(16);
-  const daddr = new Uint8Array(16);
-  saddr.set(t.saddr);
-  daddr.set(t.daddr);
-  return encode(FlowKey, {
-    family: t.family,
-    proto: t.proto,
-    sport: t.sport,
-    dport: t.dport,
-    saddr,
-    daddr,
-  });
-}
 
 /** Decodes a `tfw_flow_key`. */
 export function decodeFlowKey(bytes: Uint8Array): FlowTuple {

@@ -15,7 +15,7 @@
 
 import * as bpf from "../ffi/libbpf/mod.ts";
 import { close as closeFd } from "../ffi/libc.ts";
-import { openProgram, type XdpMode, xdpQuery } from "./object.ts";
+import { openProgram, type XdpMode } from "./object.ts";
 
 const MODE_FLAGS: Record<XdpMode, number> = {
   native: bpf.XDP_FLAGS_DRV_MODE,
@@ -131,11 +131,4 @@ export function linkOfProgram(progId: number): XdpLink | null {
     link.close();
   }
   return null;
-}
-
-/** The link attaching the XDP program of `ifindex` in this namespace, if it is held by one. */
-export function linkOfInterface(ifindex: number): XdpLink | null {
-  const q = xdpQuery(ifindex);
-  const progId = q.progId || q.driverId || q.skbId;
-  return progId ? linkOfProgram(progId) : null;
 }

@@ -27,17 +27,13 @@ import { EAGAIN, EINTR } from "./errno.ts";
 export { SysError } from "./errors.ts";
 
 /** Address families, socket types and flags (Linux x86-64 values). */
-export const AF_UNIX = 1;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
-export const SOCK_STREAM = 1;
 export const SOCK_DGRAM = 2;
 export const SOCK_RAW = 3;
-export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
 export const SOL_SOCKET = 1;
 export const SO_RCVBUF = 8;
-export const SO_SNDBUF = 7;
 export const SO_RCVBUFFORCE = 33;
 /** struct timeval options: set them with {@link setsockoptTimeval}. */
 export const SO_RCVTIMEO = 20;

@@ -33,7 +33,6 @@ export const NLMSG_OVERRUN = 4;
 /** nlmsghdr.nlmsg_flags bits. */
 export const NLM_F_REQUEST = 0x01;
 export const NLM_F_MULTI = 0x02;
-export const NLM_F_ACK = 0x04;
 export const NLM_F_DUMP_INTR = 0x10;
 /** `NLM_F_ROOT | NLM_F_MATCH`. */
 export const NLM_F_DUMP = 0x300;
@@ -56,7 +55,6 @@ export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
 export const RTM_GETLINK = 18;
 export const RTM_NEWNSID = 88;
-export const RTM_DELNSID = 89;
 export const RTM_GETNSID = 90;
 
 /** Multicast group bit of link notifications (`1 << (RTNLGRP_LINK - 1)`). */
@@ -79,24 +77,19 @@ export const IFLA_ALT_IFNAME = 53;
 
 /** IFLA_INFO_* attributes nested in IFLA_LINKINFO. */
 export const IFLA_INFO_KIND = 1;
-export const IFLA_INFO_DATA = 2;
 export const IFLA_INFO_SLAVE_KIND = 4;
 
 /** IFLA_XDP_* attributes nested in IFLA_XDP. */
-export const IFLA_XDP_FD = 1;
 export const IFLA_XDP_ATTACHED = 2;
-export const IFLA_XDP_FLAGS = 3;
 export const IFLA_XDP_PROG_ID = 4;
 export const IFLA_XDP_DRV_PROG_ID = 5;
 export const IFLA_XDP_SKB_PROG_ID = 6;
 export const IFLA_XDP_HW_PROG_ID = 7;
 
 /** IFLA_XDP_ATTACHED values. */
-export const XDP_ATTACHED_NONE = 0;
 export const XDP_ATTACHED_DRV = 1;
 export const XDP_ATTACHED_SKB = 2;
 export const XDP_ATTACHED_HW = 3;
-export const XDP_ATTACHED_MULTI = 4;
 
 /**
  * IFLA_EXT_MASK bit: leave IPv6 and VF statistics out of link messages
@@ -107,13 +100,11 @@ export const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 /** ifinfomsg.ifi_flags bits (linux/if.h). */
 export const IFF_UP = 1 << 0;
 export const IFF_RUNNING = 1 << 6;
-export const IFF_LOWER_UP = 1 << 16;
 
 /** NETNSA_* attributes of RTM_GETNSID / RTM_NEWNSID (linux/net_namespace.h). */
 export const NETNSA_NSID = 1;
 export const NETNSA_PID = 2;
 export const NETNSA_FD = 3;
-export const NETNSA_TARGET_NSID = 4;
 export const NETNSA_CURRENT_NSID = 5;
 /** The nsid value meaning "no id assigned to that namespace from here". */
 export const NETNSA_NSID_NOT_ASSIGNED = -1;

@@ -173,9 +173,6 @@ export interface Link {
   readonly xdp: LinkXdp;
 }
 
-/** What a link notification or a dump entry says happened. */
-export type LinkMessageKind = "new" | "del";
-
 /** Formats a hardware address as lowercase colon-separated hex. */
 export function formatMac(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(":");

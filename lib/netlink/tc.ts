@@ -28,7 +28,6 @@ export const TCMSG_LEN = 20;
 /** TCA_* attributes of a filter message. */
 export const TCA_KIND = 1;
 export const TCA_OPTIONS = 2;
-export const TCA_CHAIN = 11;
 /** TCA_BPF_* attributes nested in TCA_OPTIONS of a "bpf" filter. */
 export const TCA_BPF_NAME = 7;
 export const TCA_BPF_ID = 11;

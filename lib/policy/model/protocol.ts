@@ -58,10 +58,7 @@ export function hasIcmpKey(protoClass: number): boolean {
   return protoClass === PROTO_ICMP || protoClass === PROTO_ICMPV6;
 }
 
-/** First ICMPv6 neighbour-discovery type (router solicitation). */
-export const ND_TYPE_FIRST = 133;
-/** Last ICMPv6 neighbour-discovery type (redirect). */
-export const ND_TYPE_LAST = 137;
+export { ND_TYPE_FIRST, ND_TYPE_LAST } from "../../abi/layout.ts";
 
 /** Parses a protocol name (`tcp`...) or a decimal number 0..255 into a number. */
 export function protocolNumber(nameOrNumber: string | number): number {
