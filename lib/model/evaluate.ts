@@ -9,13 +9,8 @@
 import { contains } from "../net/cidr.ts";
 import type { FlowTable } from "./flows.ts";
 import { type IpPacket, type ParsedPacket, parsePacket } from "./packet.ts";
-import {
-  hasIcmpKey,
-  hasPorts,
-  ND_TYPE_FIRST,
-  ND_TYPE_LAST,
-  PROTOCOL_NUMBER,
-} from "../policy/model/protocol.ts";
+import { hasIcmpKey, hasPorts, PROTOCOL_NUMBER } from "../policy/model/protocol.ts";
+import { ND_TYPE_FIRST, ND_TYPE_LAST } from "../abi/layout.ts";
 import type { Direction, Policy, Rule } from "../policy/model/types.ts";
 
 /**

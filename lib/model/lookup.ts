@@ -11,6 +11,8 @@
 import {
   KIND_ANY,
   KIND_EXACT,
+  ND_TYPE_FIRST,
+  ND_TYPE_LAST,
   PF_CIDR4,
   PF_CIDR6,
   PF_LPM_PORTS,
@@ -25,7 +27,7 @@ import type {
 } from "../policy/compile/compile.ts";
 import type { Decision } from "./evaluate.ts";
 import type { IpPacket, ParsedPacket } from "./packet.ts";
-import { ND_TYPE_FIRST, ND_TYPE_LAST, protoClassOf } from "../policy/model/protocol.ts";
+import { protoClassOf } from "../policy/model/protocol.ts";
 import type { Direction } from "../policy/model/types.ts";
 
 interface AddrIndex {

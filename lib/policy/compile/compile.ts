@@ -36,6 +36,8 @@ export { CompileError } from "./budget.ts";
 import {
   KIND_ANY,
   KIND_EXACT,
+  ND_TYPE_FIRST,
+  ND_TYPE_LAST,
   PF_CIDR4,
   PF_CIDR6,
   PF_LPM_PORTS,
@@ -46,7 +48,6 @@ import { CompileBudget } from "./budget.ts";
 import { type CidrsOfRules, type ClassifiedCidr, computeClasses } from "./classes.ts";
 import { forEachPrefix } from "./intervals.ts";
 import { l4Decisions, type L4Table, type RuleShape, shapeOf } from "./l4.ts";
-import { ND_TYPE_FIRST, ND_TYPE_LAST } from "../model/protocol.ts";
 import type { Action, Direction, Policy, Rule } from "../model/types.ts";
 
 /** An `lpm_v4`/`lpm_v6` entry: peer CIDR (network bytes, host bits cleared) → address class. */

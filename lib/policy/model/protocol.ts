@@ -58,8 +58,6 @@ export function hasIcmpKey(protoClass: number): boolean {
   return protoClass === PROTO_ICMP || protoClass === PROTO_ICMPV6;
 }
 
-export { ND_TYPE_FIRST, ND_TYPE_LAST } from "../../abi/layout.ts";
-
 /** Parses a protocol name (`tcp`...) or a decimal number 0..255 into a number. */
 export function protocolNumber(nameOrNumber: string | number): number {
   if (typeof nameOrNumber === "number") {

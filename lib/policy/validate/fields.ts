@@ -10,7 +10,7 @@
 import { CidrError, containsCidr, formatIPv4 } from "../../net/cidr.ts";
 import { CidrParser } from "../../net/cidr_parser.ts";
 import { MAX_CIDRS } from "../model/limits.ts";
-import { ND_TYPE_FIRST, ND_TYPE_LAST } from "../model/protocol.ts";
+import { ND_TYPE_FIRST, ND_TYPE_LAST } from "../../abi/layout.ts";
 import { describe, type Reporter, show, type Where } from "./report.ts";
 import type { Action, Cidr, IcmpMatch, PortRange } from "../model/types.ts";
 import { AT, type Context, KEYS, unknownKeyMessage } from "./keys.ts";
