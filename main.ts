@@ -8,21 +8,39 @@ import {
   describeError,
   EXIT_OK,
   exitCodeOf,
+  getLogger,
+  type Logger,
   RuntimeError,
-} from "./lib/base/errors.ts";
-import { getLogger, type Logger, setupLogging } from "./lib/base/log.ts";
-import { requireBpfPrivileges } from "./lib/commands/privileges.ts";
-import { Agent } from "./lib/agent/agent.ts";
-import { lockNetns, lockPinPath } from "./lib/agent/lock.ts";
-import { detach, formatDetach } from "./lib/commands/detach.ts";
-import { type HostPort, listenMetrics, type MetricsServer } from "./lib/agent/metrics.ts";
-import { formatStatus, status, statusJson } from "./lib/commands/status.ts";
-import { explain, formatExplanation } from "./lib/commands/explain.ts";
-import { defaultPolicy, defaultPolicyYaml } from "./lib/policy/model/default.ts";
-import { loadPolicyFile, requireValid, type ValidFile } from "./lib/policy/load.ts";
-import { summarize } from "./lib/commands/check.ts";
-import type { Policy } from "./lib/policy/model/types.ts";
-import { watchFile } from "./lib/agent/watch.ts";
+  setupLogging,
+} from "./lib/base/mod.ts";
+import {
+  detach,
+  explain,
+  formatDetach,
+  formatExplanation,
+  formatStatus,
+  requireBpfPrivileges,
+  status,
+  statusJson,
+  summarize,
+} from "./lib/commands/mod.ts";
+import {
+  Agent,
+  type HostPort,
+  listenMetrics,
+  lockNetns,
+  lockPinPath,
+  type MetricsServer,
+  watchFile,
+} from "./lib/agent/mod.ts";
+import {
+  defaultPolicy,
+  defaultPolicyYaml,
+  loadPolicyFile,
+  type Policy,
+  requireValid,
+  type ValidFile,
+} from "./lib/policy/mod.ts";
 
 /** Loads `file` for a one-shot command: warnings to stderr, errors thrown (exit 2). */
 function readPolicySet(file: string): ValidFile {

@@ -18,15 +18,12 @@
  *   BENCH_REPEAT=100000 deno task bench
  */
 import { webOnlyPolicy } from "../tests/helpers/gen.ts";
-import { BpfObject } from "../lib/ffi/libbpf/mod.ts";
-import { Datapath, openProgram, testRun, xdpQuery } from "../lib/datapath/object.ts";
-import { PolicySlots } from "../lib/datapath/policy_slots.ts";
-import { DIR_INGRESS } from "../lib/abi/layout.ts";
-import { compilePolicy } from "../lib/policy/compile/compile.ts";
-import { defaultPolicy } from "../lib/policy/model/default.ts";
-import { makeCidr } from "../lib/net/cidr.ts";
-import { buildFrame } from "../lib/model/frame.ts";
-import type { Policy, Rule } from "../lib/policy/model/types.ts";
+import { BpfObject } from "../lib/ffi/mod.ts";
+import { Datapath, openProgram, PolicySlots, testRun, xdpQuery } from "../lib/datapath/mod.ts";
+import { DIR_INGRESS } from "../lib/abi/mod.ts";
+import { compilePolicy, defaultPolicy, type Policy, type Rule } from "../lib/policy/mod.ts";
+import { makeCidr } from "../lib/net/mod.ts";
+import { buildFrame } from "../lib/model/mod.ts";
 import { createVethPair, Netns } from "../tests/helpers/netns.ts";
 
 const REPEAT = Number(Deno.env.get("BENCH_REPEAT") ?? 1_000_000);

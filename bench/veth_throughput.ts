@@ -9,14 +9,10 @@
  *
  *   deno task bench:veth          # prints a table, writes bench/out/veth_throughput.json
  */
-import { Datapath, type XdpMode } from "../lib/datapath/object.ts";
-import { PolicySlots } from "../lib/datapath/policy_slots.ts";
-import { AttachIds } from "../lib/datapath/attach_ids.ts";
-import { DIR_EGRESS, DIR_INGRESS } from "../lib/abi/layout.ts";
-import { compilePolicy } from "../lib/policy/compile/compile.ts";
-import { defaultPolicy } from "../lib/policy/model/default.ts";
-import { NetnsHandle } from "../lib/containers/netns.ts";
-import { attachSide, detachSide, InstancePool } from "../lib/containers/side.ts";
+import { AttachIds, Datapath, PolicySlots, type XdpMode } from "../lib/datapath/mod.ts";
+import { DIR_EGRESS, DIR_INGRESS } from "../lib/abi/mod.ts";
+import { compilePolicy, defaultPolicy } from "../lib/policy/mod.ts";
+import { attachSide, detachSide, InstancePool, NetnsHandle } from "../lib/containers/mod.ts";
 import { createVethPair, Netns } from "../tests/helpers/netns.ts";
 
 const ROUNDS = Number(Deno.env.get("BENCH_ROUNDS") ?? 3);

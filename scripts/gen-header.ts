@@ -5,7 +5,7 @@
  *   deno run --allow-write=bpf scripts/gen-header.ts        # write bpf/tinyfw.h
  *   deno run scripts/gen-header.ts --stdout                 # print it
  */
-import { renderHeader } from "../lib/abi/header.ts";
+import { renderHeader } from "../lib/abi/mod.ts";
 
 if (import.meta.main) {
   const text = renderHeader();

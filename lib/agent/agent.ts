@@ -23,53 +23,61 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { ConfigError, describeError, RuntimeError } from "../base/errors.ts";
-import { RtnetlinkClient } from "../netlink/rtnetlink.ts";
-import { BpfError } from "../ffi/errors.ts";
-import { type DropEvent, EventReader, formatDropEvent, samplesLost } from "../datapath/events.ts";
-import { Datapath, type LoadedProgram, type XdpMode } from "../datapath/object.ts";
-import { xdpOccupant } from "../datapath/attach.ts";
-import { AttachIds } from "../datapath/attach_ids.ts";
-import { BpffsNotMountedError } from "../datapath/bpffs.ts";
-import { type InstalledPolicy, PolicySlots } from "../datapath/policy_slots.ts";
-import { counterAt, DIR_INGRESS, STAT_COUNT } from "../abi/layout.ts";
-import { sumPerCpu, u32Key } from "../datapath/object.ts";
-import { type CompiledPolicy, compilePolicy } from "../policy/compile/compile.ts";
-import { diffPolicy, formatDiff } from "../policy/model/diff.ts";
+import { ConfigError, describeError, RuntimeError, VERSION } from "../base/mod.ts";
+import { RtnetlinkClient } from "../netlink/mod.ts";
+import { BpfError, EACCES, EINVAL, EPERM } from "../ffi/mod.ts";
 import {
+  AttachIds,
+  BpffsNotMountedError,
+  Datapath,
+  type DropEvent,
+  EventReader,
+  formatDropEvent,
+  type InstalledPolicy,
+  type LoadedProgram,
+  PolicySlots,
+  samplesLost,
+  sumPerCpu,
+  u32Key,
+  type XdpMode,
+  xdpOccupant,
+} from "../datapath/mod.ts";
+import { counterAt, DIR_INGRESS, STAT_COUNT } from "../abi/mod.ts";
+import {
+  type CompiledPolicy,
+  compilePolicy,
+  type ContainerIdentity,
+  diffPolicy,
+  fallbackSelection,
   fileError,
   formatDiagnostic,
+  formatDiff,
   loadPolicyFile,
   type LoadResult,
   parsePolicyText,
+  type Policy,
+  type PolicySet,
   readPolicyFile,
   requireValid,
-  type ValidFile,
-} from "../policy/load.ts";
-import {
-  type ContainerIdentity,
-  fallbackSelection,
   selectForInterface,
   selectionForContainer,
-} from "../policy/model/select.ts";
-import type { Policy, PolicySet } from "../policy/model/types.ts";
-import { type AttachLatency, ContainersMode, type SlotSelection } from "../containers/mode.ts";
-import { VERSION } from "../base/version.ts";
-import { Leftovers } from "../persist/leftovers.ts";
-import { HostInterfaces, removeLearner, type Target } from "./host_interfaces.ts";
-import { CarriedCounters, installedCounts, recordedCounts, type RuleCounter } from "./counters.ts";
-import { PinSet } from "../persist/pinset.ts";
+  type ValidFile,
+} from "../policy/mod.ts";
+import { type AttachLatency, ContainersMode, type SlotSelection } from "../containers/mod.ts";
 import {
   type AgentState,
   type AttachmentRecord,
   layoutId,
+  Leftovers,
+  PinSet,
   type PolicyRecord,
   STATE_FORMAT,
   StateError,
   StateFiles,
   type StateHeader,
-} from "../persist/state.ts";
-import { EACCES, EINVAL, EPERM } from "../ffi/errno.ts";
+} from "../persist/mod.ts";
+import { HostInterfaces, removeLearner, type Target } from "./host_interfaces.ts";
+import { CarriedCounters, installedCounts, recordedCounts, type RuleCounter } from "./counters.ts";
 
 export type { RuleCounter } from "./counters.ts";
 

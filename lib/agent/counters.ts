@@ -10,9 +10,9 @@
  * @module
  */
 
-import type { InstalledPolicy, PolicySlots } from "../datapath/policy_slots.ts";
-import type { CarriedRecord, PolicyRecord } from "../persist/state.ts";
-import { counterOffset } from "../abi/layout.ts";
+import type { InstalledPolicy, PolicySlots } from "../datapath/mod.ts";
+import type { CarriedRecord, PolicyRecord } from "../persist/mod.ts";
+import { counterOffset } from "../abi/mod.ts";
 
 /** Packets and bytes counted for one rule (or the default) of a policy, in one direction. */
 export interface RuleCounter {

@@ -12,29 +12,36 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { describeError, RuntimeError } from "../base/errors.ts";
-import { BpfError } from "../ffi/errors.ts";
-import type { LeftLink, Leftovers } from "../persist/leftovers.ts";
-import { attachProgram, type AttachProgramOptions, attemptedMode } from "../datapath/attach.ts";
-import type { AttachIds } from "../datapath/attach_ids.ts";
-import { pinLink, updateLink, type XdpLink } from "../datapath/links.ts";
+import { describeError, RuntimeError } from "../base/mod.ts";
+import { BpfError } from "../ffi/mod.ts";
 import {
-  type Datapath,
-  type LoadedProgram,
-  xdpDetach,
-  type XdpMode,
-  type XdpProgram,
-} from "../datapath/object.ts";
+  type InterfaceRecord,
+  type LearnerRecord,
+  type LeftLink,
+  type Leftovers,
+  type PinSet,
+  unpin,
+} from "../persist/mod.ts";
 import {
+  type AttachIds,
+  attachProgram,
+  type AttachProgramOptions,
   attachTcEgress,
+  attemptedMode,
+  type Datapath,
   detachTcEgress,
+  type LoadedProgram,
+  pinLink,
   TC_HANDLE,
   TC_PRIORITY,
   type TcEgressAttachment,
-} from "../datapath/tc.ts";
-import type { Link } from "../netlink/link.ts";
-import { type PinSet, unpin } from "../persist/pinset.ts";
-import type { InterfaceRecord, LearnerRecord } from "../persist/state.ts";
+  updateLink,
+  xdpDetach,
+  type XdpLink,
+  type XdpMode,
+  type XdpProgram,
+} from "../datapath/mod.ts";
+import type { Link } from "../netlink/mod.ts";
 
 /** One interface the agent filters. */
 export interface HostAttachment {

@@ -12,10 +12,8 @@
  * @module
  */
 
-import { RuntimeError } from "../base/errors.ts";
-import { close, flock, LOCK_EX, LOCK_NB, open } from "../ffi/libc.ts";
-import { EWOULDBLOCK } from "../ffi/errno.ts";
-import { SysError } from "../ffi/errors.ts";
+import { RuntimeError } from "../base/mod.ts";
+import { close, EWOULDBLOCK, flock, LOCK_EX, LOCK_NB, open, SysError } from "../ffi/mod.ts";
 
 /** Where lock files live (tmpfs: gone at reboot with the programs they guarded). */
 export const LOCK_DIR = "/run/tinyfw";

@@ -13,9 +13,8 @@
 import type { Logger } from "@logtape/logtape";
 import client from "prom-client";
 import type { RuleCounter } from "./counters.ts";
-import { layoutId } from "../persist/state.ts";
-import { VERSION } from "../base/version.ts";
-import { describeError } from "../base/errors.ts";
+import { layoutId } from "../persist/mod.ts";
+import { describeError, VERSION } from "../base/mod.ts";
 
 /** What the metrics are read from: the running agent (lib/agent/agent.ts). */
 export interface MetricsSource {

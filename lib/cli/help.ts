@@ -5,7 +5,7 @@
  * @module
  */
 
-import { VERSION } from "../base/version.ts";
+import { VERSION } from "../base/mod.ts";
 import {
   COMMANDS,
   LOG_OPTS,

@@ -8,12 +8,10 @@
  */
 
 import { parseArgs } from "node:util";
-import type { HostPort } from "../agent/metrics.ts";
-import { UsageError } from "../base/errors.ts";
-import { LOG_FORMATS, LOG_LEVELS, type LogLevel } from "../base/log.ts";
-import { editDistance } from "../base/suggest.ts";
-import { parseIp } from "../net/cidr.ts";
-import { ifnameProblem, isNamespaceName } from "../policy/model/names.ts";
+import type { HostPort } from "../agent/mod.ts";
+import { editDistance, LOG_FORMATS, LOG_LEVELS, type LogLevel, UsageError } from "../base/mod.ts";
+import { parseIp } from "../net/mod.ts";
+import { ifnameProblem, isNamespaceName } from "../policy/mod.ts";
 import { helpText, versionText } from "./help.ts";
 import {
   COMMANDS,

@@ -5,8 +5,9 @@
  * @module
  */
 
-import type { HostPort } from "../agent/metrics.ts";
-import type { LogFormat, LogLevel } from "../base/log.ts";
+import type { HostPort } from "../agent/mod.ts";
+export type { HostPort } from "../agent/mod.ts";
+import type { LogFormat, LogLevel } from "../base/mod.ts";
 
 /** Default `--pin-path`. */
 export const DEFAULT_PIN_PATH = "/sys/fs/bpf/tinyfw";
@@ -27,8 +28,6 @@ export const PACKET_PROTOS: readonly PacketProto[] = ["tcp", "udp", "sctp", "icm
 export type PacketDirection = "ingress" | "egress";
 /** Every {@link PacketDirection}. */
 export const PACKET_DIRECTIONS: readonly PacketDirection[] = ["ingress", "egress"];
-
-export type { HostPort } from "../agent/metrics.ts";
 
 /** Logging options, accepted by every command that does work. */
 export interface LogOptions {

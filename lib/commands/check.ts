@@ -10,8 +10,12 @@ import {
   type CompiledDirection,
   type CompiledPolicy,
   compilePolicy,
-} from "../policy/compile/compile.ts";
-import type { Direction, Policy, PolicySet, Rule, Selector } from "../policy/model/types.ts";
+  type Direction,
+  type Policy,
+  type PolicySet,
+  type Rule,
+  type Selector,
+} from "../policy/mod.ts";
 
 const DIRECTIONS: readonly Direction[] = ["ingress", "egress"];
 

@@ -11,16 +11,17 @@
  * @module
  */
 
-import { lockHolder, netnsLockPath, pinLockPath } from "../agent/lock.ts";
-import { describeError, RuntimeError } from "../base/errors.ts";
-import { xdpOccupant } from "../datapath/attach.ts";
-import { linkOfProgram, openPinnedLink } from "../datapath/links.ts";
-import { xdpDetach } from "../datapath/object.ts";
-import { tcEgressProgram } from "../datapath/tc.ts";
-import { RtnetlinkClient } from "../netlink/rtnetlink.ts";
-import { removeLearner } from "../agent/host_interfaces.ts";
-import { PinSet, unpin } from "../persist/pinset.ts";
-import { type AgentState, StateError, StateFiles } from "../persist/state.ts";
+import { lockHolder, netnsLockPath, pinLockPath, removeLearner } from "../agent/mod.ts";
+import { describeError, RuntimeError } from "../base/mod.ts";
+import {
+  linkOfProgram,
+  openPinnedLink,
+  tcEgressProgram,
+  xdpDetach,
+  xdpOccupant,
+} from "../datapath/mod.ts";
+import { RtnetlinkClient } from "../netlink/mod.ts";
+import { type AgentState, PinSet, StateError, StateFiles, unpin } from "../persist/mod.ts";
 
 /** What `detach` removed. */
 export interface DetachReport {

@@ -6,8 +6,15 @@
  * @module
  */
 
-import { Datapath, sumPerCpu, testRun, u32Key, type XdpProgram } from "../datapath/object.ts";
-import { type InstalledPolicy, PolicySlots } from "../datapath/policy_slots.ts";
+import {
+  Datapath,
+  type InstalledPolicy,
+  PolicySlots,
+  sumPerCpu,
+  testRun,
+  u32Key,
+  type XdpProgram,
+} from "../datapath/mod.ts";
 import {
   COUNTERS_PER_BLOCK,
   DIR_EGRESS,
@@ -15,11 +22,10 @@ import {
   STAT_MALFORMED,
   STAT_ND,
   STAT_NONIP,
-} from "../abi/layout.ts";
-import { type CompiledPolicy, compilePolicy } from "../policy/compile/compile.ts";
-import { buildFrame, type FrameSpec } from "../model/frame.ts";
-import { formatEndpoint } from "../net/cidr.ts";
-import type { Policy } from "../policy/model/types.ts";
+} from "../abi/mod.ts";
+import { type CompiledPolicy, compilePolicy, type Policy } from "../policy/mod.ts";
+import { buildFrame, type FrameSpec } from "../model/mod.ts";
+import { formatEndpoint } from "../net/mod.ts";
 import type { ExplainCommand } from "../cli/mod.ts";
 
 const XDP_DROP = 1;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { RuntimeError } from "../base/errors.ts";
+import { RuntimeError } from "../base/mod.ts";
 
 const CAP_NET_ADMIN = 12;
 const CAP_SYS_ADMIN = 21;

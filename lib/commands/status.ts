@@ -10,24 +10,36 @@
  * @module
  */
 
-import { lockHolder, pinLockPath } from "../agent/lock.ts";
-import { linkState, openPinnedLink } from "../datapath/links.ts";
-import { BpfMap, progInfo, PROGRAM_NAME, u32Key, xdpQuery } from "../datapath/object.ts";
-import { readCounterRange } from "../datapath/policy_slots.ts";
-import { xdpOccupant } from "../datapath/attach.ts";
-import { tcEgressProgram } from "../datapath/tc.ts";
-import { AttachValue, decode, StateValue } from "../abi/layout.ts";
-import { objGet } from "../ffi/libbpf/mod.ts";
-import { RtnetlinkClient } from "../netlink/rtnetlink.ts";
-import { CarriedCounters, recordedCounts, type RuleCounter } from "../agent/counters.ts";
-import { PinSet } from "../persist/pinset.ts";
+import {
+  CarriedCounters,
+  lockHolder,
+  pinLockPath,
+  recordedCounts,
+  type RuleCounter,
+} from "../agent/mod.ts";
+import {
+  BpfMap,
+  linkState,
+  openPinnedLink,
+  progInfo,
+  PROGRAM_NAME,
+  readCounterRange,
+  tcEgressProgram,
+  u32Key,
+  xdpOccupant,
+  xdpQuery,
+} from "../datapath/mod.ts";
+import { AttachValue, decode, StateValue } from "../abi/mod.ts";
+import { objGet } from "../ffi/mod.ts";
+import { RtnetlinkClient } from "../netlink/mod.ts";
 import {
   type AgentState,
   type AttachmentRecord,
   layoutId,
+  PinSet,
   StateError,
   StateFiles,
-} from "../persist/state.ts";
+} from "../persist/mod.ts";
 
 /** What the kernel has for one recorded attachment. */
 export interface KernelView {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { RuntimeError } from "../base/errors.ts";
+import { RuntimeError } from "../base/mod.ts";
 
 /** gRPC status codes (grpc/doc/statuscodes.md) that containerd returns. */
 export const GRPC_STATUS = {

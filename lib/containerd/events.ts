@@ -12,7 +12,7 @@
  */
 
 import { type Codec, codecs, type WireEnvelope, type WireTimestamp } from "./codec.ts";
-import { describeError } from "../base/errors.ts";
+import { describeError } from "../base/mod.ts";
 
 /** What every event carries. */
 export interface EventBase {

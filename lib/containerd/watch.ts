@@ -14,12 +14,11 @@
  * @module
  */
 
-import { getLogger } from "../base/log.ts";
+import { describeError, getLogger } from "../base/mod.ts";
 import { Backoff, type BackoffOptions, DEFAULT_BACKOFF } from "./backoff.ts";
 import { ContainerdClient, type TaskInfo, type TaskStatus } from "./client.ts";
 import type { ContainerdEvent } from "./events.ts";
 import { EventQueue } from "./queue.ts";
-import { describeError } from "../base/errors.ts";
 
 /** A task that was alive when a snapshot was taken, with its container's labels. */
 export interface RunningTask {

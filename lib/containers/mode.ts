@@ -21,20 +21,19 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { LinkSubscription } from "../netlink/link_subscription.ts";
-import type { Datapath, XdpMode } from "../datapath/object.ts";
-import type { AttachIds } from "../datapath/attach_ids.ts";
-import type { PolicySlots } from "../datapath/policy_slots.ts";
-import type { Leftovers } from "../persist/leftovers.ts";
-import type { PinSet } from "../persist/pinset.ts";
-import type { SideRecord, VethRecord } from "../persist/state.ts";
-import { ContainerdClient } from "../containerd/client.ts";
-import type { ContainerdEvent } from "../containerd/events.ts";
-import { ContainerdWatcher, type RunningTask } from "../containerd/watch.ts";
+import { LinkSubscription } from "../netlink/mod.ts";
+import type { AttachIds, Datapath, PolicySlots, XdpMode } from "../datapath/mod.ts";
+import type { Leftovers, PinSet, SideRecord, VethRecord } from "../persist/mod.ts";
+import {
+  ContainerdClient,
+  type ContainerdEvent,
+  ContainerdWatcher,
+  type RunningTask,
+} from "../containerd/mod.ts";
 import { hostNetnsId, NetnsHandle, type NetnsId } from "./netns.ts";
 import { type AttachmentOwner, type Selector, type SlotChange, VethAttachments } from "./veths.ts";
 import { describeWorkload, identityTask, type Task, taskKey, WorkloadTable } from "./workloads.ts";
-import { describeError } from "../base/errors.ts";
+import { describeError } from "../base/mod.ts";
 
 export type { SlotSelection } from "./veths.ts";
 

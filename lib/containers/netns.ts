@@ -7,7 +7,7 @@
  * @module
  */
 
-import { close as closeFd, open as openFd } from "../ffi/libc.ts";
+import { close as closeFd, open as openFd } from "../ffi/mod.ts";
 import { type Link, NETNSA_NSID_NOT_ASSIGNED, type RtnetlinkClient } from "../netlink/mod.ts";
 
 /** A network namespace's identity: the device and inode of its nsfs file ("dev:ino"). */

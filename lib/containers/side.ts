@@ -8,16 +8,22 @@
  * @module
  */
 
-import { BpfError } from "../ffi/errors.ts";
-import { inNetnsFd, mallocTrim } from "../ffi/libc.ts";
-import { type Datapath, xdpDetach, type XdpMode, type XdpProgram } from "../datapath/object.ts";
-import { attachProgram, xdpOccupant } from "../datapath/attach.ts";
-import type { AttachIds } from "../datapath/attach_ids.ts";
-import { linkState, pinLink, updateLink, type XdpLink } from "../datapath/links.ts";
-import type { PolicySlots } from "../datapath/policy_slots.ts";
-import type { LeftLink } from "../persist/leftovers.ts";
-import { unpin } from "../persist/pinset.ts";
-import { ENODEV, ENOENT } from "../ffi/errno.ts";
+import { BpfError, ENODEV, ENOENT, inNetnsFd, mallocTrim } from "../ffi/mod.ts";
+import {
+  type AttachIds,
+  attachProgram,
+  type Datapath,
+  linkState,
+  pinLink,
+  type PolicySlots,
+  updateLink,
+  xdpDetach,
+  type XdpLink,
+  type XdpMode,
+  xdpOccupant,
+  type XdpProgram,
+} from "../datapath/mod.ts";
+import { type LeftLink, unpin } from "../persist/mod.ts";
 
 /** A program instance attached at XDP on one interface. */
 export interface AttachedSide {

@@ -15,18 +15,11 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { RtnetlinkClient } from "../netlink/rtnetlink.ts";
-import type { LinkEvent } from "../netlink/link_subscription.ts";
-import type { Link } from "../netlink/link.ts";
-import type { Datapath, XdpMode } from "../datapath/object.ts";
-import type { AttachIds } from "../datapath/attach_ids.ts";
-import type { PolicySlots } from "../datapath/policy_slots.ts";
-import { DIR_EGRESS, DIR_INGRESS } from "../abi/layout.ts";
-import type { LeftLink, Leftovers } from "../persist/leftovers.ts";
-import type { PinSet } from "../persist/pinset.ts";
-import type { SideRecord, VethRecord } from "../persist/state.ts";
-import type { ContainerIdentity } from "../policy/model/select.ts";
-import type { Policy } from "../policy/model/types.ts";
+import { type Link, type LinkEvent, RtnetlinkClient } from "../netlink/mod.ts";
+import type { AttachIds, Datapath, PolicySlots, XdpMode } from "../datapath/mod.ts";
+import { DIR_EGRESS, DIR_INGRESS } from "../abi/mod.ts";
+import type { LeftLink, Leftovers, PinSet, SideRecord, VethRecord } from "../persist/mod.ts";
+import type { ContainerIdentity, Policy } from "../policy/mod.ts";
 import {
   isForeignVeth,
   type NetnsHandle,
@@ -51,7 +44,7 @@ import {
   identityTask,
   type Workload,
 } from "./workloads.ts";
-import { describeError } from "../base/errors.ts";
+import { describeError } from "../base/mod.ts";
 
 /**
  * The XDP mode `--xdp-mode auto` picks for containers' veths: generic. Native

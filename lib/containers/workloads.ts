@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { ContainerIdentity } from "../policy/model/select.ts";
+import type { ContainerIdentity } from "../policy/mod.ts";
 import type { NetnsId } from "./netns.ts";
 
 /** The CRI label that tells a pod's sandbox from its app containers. */

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { BpfError } from "../ffi/errors.ts";
+import { BpfError } from "../ffi/mod.ts";
 import { createXdpLink, linkOfProgram, updateLink, type XdpLink } from "./links.ts";
 import {
   openProgram,

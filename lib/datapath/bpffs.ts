@@ -6,8 +6,7 @@
  * @module
  */
 
-import { objGet, objPin, progInfo } from "../ffi/libbpf/mod.ts";
-import { close, statfsType } from "../ffi/libc.ts";
+import { close, objGet, objPin, progInfo, statfsType } from "../ffi/mod.ts";
 
 /** f_type of a bpffs mount (linux/magic.h). */
 export const BPF_FS_MAGIC = 0xcafe4a11;

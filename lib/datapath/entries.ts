@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { CompiledPolicy } from "../policy/compile/compile.ts";
+import type { CompiledPolicy } from "../policy/mod.ts";
 import {
   ACTION_ALLOW,
   ACTION_DENY,
@@ -41,7 +41,7 @@ import {
   SLOT_NONE,
   type Values,
   VerdictValue,
-} from "../abi/layout.ts";
+} from "../abi/mod.ts";
 
 /** Packed entries of one map. */
 export interface MapEntries {

@@ -16,9 +16,8 @@
  * @module
  */
 
-import { RingBuffer } from "../ffi/libbpf/mod.ts";
-import { waitReadable } from "../ffi/libc.ts";
-import { formatEndpoint, formatIp } from "../net/cidr.ts";
+import { RingBuffer, waitReadable } from "../ffi/mod.ts";
+import { formatEndpoint, formatIp } from "../net/mod.ts";
 import {
   CpuStateValue,
   decode,
@@ -31,7 +30,7 @@ import {
   PROTO_SCTP,
   PROTO_TCP,
   PROTO_UDP,
-} from "../abi/layout.ts";
+} from "../abi/mod.ts";
 import { type BpfMap, type Datapath, u32Key } from "./object.ts";
 
 /** A decoded `tfw_event`. */

@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { FlowTuple } from "../model/flows.ts";
-import { decode, FlowKey, FlowValue } from "../abi/layout.ts";
+import type { FlowTuple } from "../model/mod.ts";
+import { decode, FlowKey, FlowValue } from "../abi/mod.ts";
 import type { BpfMap } from "./object.ts";
 
 /** Decodes a `tfw_flow_key`. */

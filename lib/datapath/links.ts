@@ -13,8 +13,8 @@
  * @module
  */
 
-import * as bpf from "../ffi/libbpf/mod.ts";
-import { close as closeFd } from "../ffi/libc.ts";
+import * as bpf from "../ffi/mod.ts";
+import { close as closeFd } from "../ffi/mod.ts";
 import { openProgram, type XdpMode } from "./object.ts";
 
 const MODE_FLAGS: Record<XdpMode, number> = {

@@ -17,9 +17,8 @@
  */
 
 import elf from "../../bpf/tinyfw.bpf.o" with { type: "bytes" };
-import * as bpf from "../ffi/libbpf/mod.ts";
-import { close as closeFd } from "../ffi/libc.ts";
-import { ENOENT, ENOTSUPP, EOPNOTSUPP } from "../ffi/errno.ts";
+import * as bpf from "../ffi/mod.ts";
+import { close as closeFd, ENOENT, ENOTSUPP, EOPNOTSUPP } from "../ffi/mod.ts";
 
 /** The maps of the XDP program (docs/DATAPATH.md §3). */
 export const MAP_NAMES = [

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { CompiledPolicy } from "../policy/compile/compile.ts";
+import type { CompiledPolicy } from "../policy/mod.ts";
 import {
   ATTACH_LEARN,
   AttachValue,
@@ -23,7 +23,7 @@ import {
   SLOT_NONE,
   STATE_AUDIT,
   StateValue,
-} from "../abi/layout.ts";
+} from "../abi/mod.ts";
 import {
   encodePolicyEntries,
   type FastTable,
@@ -32,8 +32,7 @@ import {
 } from "./entries.ts";
 import { type BpfMap, type Datapath, type MapName, sumPerCpu, u32Key } from "./object.ts";
 import { RangeAllocator } from "./ranges.ts";
-import { BpfError } from "../ffi/errors.ts";
-import { E2BIG, ENOSPC } from "../ffi/errno.ts";
+import { BpfError, E2BIG, ENOSPC } from "../ffi/mod.ts";
 
 /** A compiled policy written into the data plane. */
 export interface InstalledPolicy {

@@ -17,11 +17,14 @@
  * @module
  */
 
-import * as bpf from "../ffi/libbpf/mod.ts";
-import { RtnetlinkClient } from "../netlink/rtnetlink.ts";
-import { TC_PARENT_CLSACT_EGRESS, TC_PARENT_CLSACT_INGRESS } from "../netlink/tc.ts";
+import * as bpf from "../ffi/mod.ts";
+import { EINVAL, ENODEV, ENOENT } from "../ffi/mod.ts";
+import {
+  RtnetlinkClient,
+  TC_PARENT_CLSACT_EGRESS,
+  TC_PARENT_CLSACT_INGRESS,
+} from "../netlink/mod.ts";
 import { progInfo, TC_PROGRAM_NAME } from "./object.ts";
-import { EINVAL, ENODEV, ENOENT } from "../ffi/errno.ts";
 
 /** The handle of tinyfw's filter ("tf"). */
 export const TC_HANDLE = 0x7466;

@@ -6,12 +6,18 @@
  * @module
  */
 
-import { contains } from "../net/cidr.ts";
+import { contains } from "../net/mod.ts";
 import type { FlowTable } from "./flows.ts";
 import { type IpPacket, type ParsedPacket, parsePacket } from "./packet.ts";
-import { hasIcmpKey, hasPorts, PROTOCOL_NUMBER } from "../policy/model/protocol.ts";
-import { ND_TYPE_FIRST, ND_TYPE_LAST } from "../abi/layout.ts";
-import type { Direction, Policy, Rule } from "../policy/model/types.ts";
+import {
+  type Direction,
+  hasIcmpKey,
+  hasPorts,
+  type Policy,
+  PROTOCOL_NUMBER,
+  type Rule,
+} from "../policy/mod.ts";
+import { ND_TYPE_FIRST, ND_TYPE_LAST } from "../abi/mod.ts";
 
 /**
  * Why a packet got its verdict. `reply`: the rules deny it, but it answers a

@@ -36,7 +36,7 @@ import {
   PROTO_UDP,
   TCP_FLAG_ACK,
   TCP_FLAG_SYN,
-} from "../abi/layout.ts";
+} from "../abi/mod.ts";
 import { type IpPacket, type ParsedPacket, parsePacket } from "./packet.ts";
 
 /**

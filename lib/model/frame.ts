@@ -8,7 +8,7 @@
  * @module
  */
 
-import { parseIp } from "../net/cidr.ts";
+import { parseIp } from "../net/mod.ts";
 import {
   ETH_P_8021Q,
   ETH_P_IP,
@@ -20,7 +20,7 @@ import {
   IPV6_ROUTING,
   L4_HEADER_LEN,
 } from "./packet.ts";
-import { protocolNumber } from "../policy/model/protocol.ts";
+import { protocolNumber } from "../policy/mod.ts";
 
 /** One 802.1Q / 802.1ad tag. */
 export interface VlanTag {

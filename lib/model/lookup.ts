@@ -18,17 +18,17 @@ import {
   PF_LPM_PORTS,
   PROTO_ICMPV6,
   PROTO_INDEX,
-} from "../abi/layout.ts";
-import { maskAddress } from "../net/cidr.ts";
-import type {
-  AddrClassEntry,
-  CompiledDirection,
-  CompiledPolicy,
-} from "../policy/compile/compile.ts";
+} from "../abi/mod.ts";
+import { maskAddress } from "../net/mod.ts";
+import {
+  type AddrClassEntry,
+  type CompiledDirection,
+  type CompiledPolicy,
+  type Direction,
+  protoClassOf,
+} from "../policy/mod.ts";
 import type { Decision } from "./evaluate.ts";
 import type { IpPacket, ParsedPacket } from "./packet.ts";
-import { protoClassOf } from "../policy/model/protocol.ts";
-import type { Direction } from "../policy/model/types.ts";
 
 interface AddrIndex {
   lens: number[];

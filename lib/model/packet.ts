@@ -13,7 +13,7 @@ import {
   PROTO_SCTP,
   PROTO_TCP,
   PROTO_UDP,
-} from "../abi/layout.ts";
+} from "../abi/mod.ts";
 
 /** What the parser made of a frame. */
 export type ParsedPacket =

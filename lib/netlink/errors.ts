@@ -5,7 +5,7 @@
  * @module
  */
 
-import { errnoName } from "../ffi/errors.ts";
+import { errnoName } from "../ffi/mod.ts";
 
 /** The symbolic name of an errno value, e.g. 19 -> "ENODEV"; "E<n>" when unknown. */
 export { errnoName };

@@ -12,7 +12,7 @@ import { NetlinkError } from "./errors.ts";
 import { decodeLinkMessage, type Link } from "./link.ts";
 import { decodeMessages } from "./message.ts";
 import { NetlinkSocket } from "./socket.ts";
-import { ENOBUFS } from "../ffi/errno.ts";
+import { ENOBUFS } from "../ffi/mod.ts";
 
 /**
  * A link notification. "new" covers creation and every change (flags, MTU,

@@ -46,7 +46,7 @@ import {
 import { decodeNsidMessage, encodeGetNsidRequest } from "./nsid.ts";
 import { decodeFilterMessage, encodeGetFilterDump, RTM_NEWTFILTER, type TcFilter } from "./tc.ts";
 import { closeFd, NetlinkSocket, type NetlinkTransport, openFd } from "./socket.ts";
-import { EINTR, ENODEV } from "../ffi/errno.ts";
+import { EINTR, ENODEV } from "../ffi/mod.ts";
 
 /** How many times a dump that the kernel marks inconsistent (NLM_F_DUMP_INTR) is retried. */
 const DUMP_ATTEMPTS = 5;

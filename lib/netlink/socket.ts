@@ -13,8 +13,8 @@
  * @module
  */
 
-import * as libc from "../ffi/libc.ts";
-import { SysError } from "../ffi/libc.ts";
+import * as libc from "../ffi/mod.ts";
+import { EAGAIN, EINTR, SysError } from "../ffi/mod.ts";
 import {
   AF_NETLINK,
   NETLINK_CAP_ACK,
@@ -24,7 +24,6 @@ import {
   SOL_NETLINK,
 } from "./constants.ts";
 import { NetlinkError } from "./errors.ts";
-import { EAGAIN, EINTR } from "../ffi/errno.ts";
 
 const SOCKADDR_NL_LEN = 12;
 

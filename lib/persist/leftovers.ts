@@ -16,9 +16,14 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { type AttachIds } from "../datapath/attach_ids.ts";
-import { linkState, openPinnedLink, type XdpLink } from "../datapath/links.ts";
-import { programAttachId, type XdpMode } from "../datapath/object.ts";
+import {
+  type AttachIds,
+  linkState,
+  openPinnedLink,
+  programAttachId,
+  type XdpLink,
+  type XdpMode,
+} from "../datapath/mod.ts";
 import { type LinkPin, type PinSet, type Side, unpin } from "./pinset.ts";
 import type { AgentState, AttachmentRecord, PolicyRecord } from "./state.ts";
 

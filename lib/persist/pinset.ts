@@ -15,7 +15,7 @@
  * @module
  */
 
-import { ensurePinDir, removePinDir } from "../datapath/bpffs.ts";
+import { ensurePinDir, removePinDir } from "../datapath/mod.ts";
 
 /** Which side of a container's veth pair a link filters. */
 export type Side = "ingress" | "egress";

@@ -19,8 +19,8 @@
  */
 
 import { createHash } from "node:crypto";
-import { CONSTANTS, LAYOUTS } from "../abi/layout.ts";
-import type { XdpMode } from "../datapath/object.ts";
+import { CONSTANTS, LAYOUTS } from "../abi/mod.ts";
+import type { XdpMode } from "../datapath/mod.ts";
 import type { Side } from "./pinset.ts";
 
 /** Where the state of every pin path lives (tmpfs: gone at reboot, with the programs). */

@@ -24,19 +24,21 @@
  * @module
  */
 
-import { ConfigError } from "../base/errors.ts";
-import type { CompiledPolicy } from "./compile/compile.ts";
-import { compileSet } from "./compile/compile_set.ts";
-import { compareDiagnostics, type Diagnostic, formatDiagnostic } from "./validate/diagnostics.ts";
-import { MAX_POLICY_FILE_BYTES } from "./model/limits.ts";
-import { lintSet } from "./validate/lint.ts";
-import { Reporter } from "./validate/report.ts";
-import { validateTree, WORDS } from "./validate/schema.ts";
-import type { PolicySet } from "./model/types.ts";
-import { parseYamlTree } from "./yaml/parse.ts";
-
-export { type Diagnostic, formatDiagnostic } from "./validate/diagnostics.ts";
-export { MAX_POLICY_FILE_BYTES } from "./model/limits.ts";
+import { ConfigError } from "../base/mod.ts";
+import { type CompiledPolicy, compileSet } from "./compile/mod.ts";
+import {
+  compareDiagnostics,
+  type Diagnostic,
+  formatDiagnostic,
+  lintSet,
+  Reporter,
+  validateTree,
+  WORDS,
+} from "./validate/mod.ts";
+export { type Diagnostic, formatDiagnostic } from "./validate/mod.ts";
+import { MAX_POLICY_FILE_BYTES, type PolicySet } from "./model/mod.ts";
+export { MAX_POLICY_FILE_BYTES } from "./model/mod.ts";
+import { parseYamlTree } from "./yaml/mod.ts";
 
 /** The outcome of loading a policy file. Errors and warnings are each sorted by position. */
 export type LoadResult =

@@ -15,7 +15,7 @@ import {
   FILE_MAX_ADDR_ENTRIES,
   FILE_MAX_LPM_ENTRIES,
   FILE_MAX_RULE_ENTRIES,
-} from "../../abi/layout.ts";
+} from "../../abi/mod.ts";
 
 /** Most compiler steps for one policy file (about two seconds of compiling). */
 export const MAX_COMPILE_STEPS = 40_000_000;

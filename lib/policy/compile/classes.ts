@@ -22,7 +22,7 @@
  * @module
  */
 
-import type { Cidr } from "../model/types.ts";
+import type { Cidr } from "../model/mod.ts";
 
 /** A distinct CIDR and its class: one `lpm_v4`/`lpm_v6` entry. */
 export interface ClassifiedCidr {

@@ -43,12 +43,12 @@ import {
   PF_LPM_PORTS,
   policyCounterCount,
   PROTO_INDEX,
-} from "../../abi/layout.ts";
+} from "../../abi/mod.ts";
 import { CompileBudget } from "./budget.ts";
 import { type CidrsOfRules, type ClassifiedCidr, computeClasses } from "./classes.ts";
 import { forEachPrefix } from "./intervals.ts";
 import { l4Decisions, type L4Table, type RuleShape, shapeOf } from "./l4.ts";
-import type { Action, Direction, Policy, Rule } from "../model/types.ts";
+import type { Action, Direction, Policy, Rule } from "../model/mod.ts";
 
 /** An `lpm_v4`/`lpm_v6` entry: peer CIDR (network bytes, host bits cleared) → address class. */
 export type AddrClassEntry = ClassifiedCidr;

@@ -15,14 +15,12 @@
  * @module
  */
 
-import { MAX_COUNTERS, policyCounterCount } from "../../abi/layout.ts";
-import { maskAddress } from "../../net/cidr.ts";
+import { MAX_COUNTERS, policyCounterCount } from "../../abi/mod.ts";
+import { maskAddress } from "../../net/mod.ts";
 import { CompileBudget } from "./budget.ts";
 import { type CompiledPolicy, CompileError, compilePolicy } from "./compile.ts";
-import { ruleWhere } from "../validate/lint.ts";
-import type { Reporter } from "../validate/report.ts";
-import type { ValidatedSet } from "../validate/schema.ts";
-import type { Cidr, Policy, PortRange, Rule } from "../model/types.ts";
+import { type Reporter, ruleWhere, type ValidatedSet } from "../validate/mod.ts";
+import type { Cidr, Policy, PortRange, Rule } from "../model/mod.ts";
 
 /** Most steps spent naming the rules that shadow others, for the whole file. */
 export const MAX_COVER_WORK = 4_000_000;

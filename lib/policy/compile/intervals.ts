@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { PortRange } from "../model/types.ts";
+import type { PortRange } from "../model/mod.ts";
 
 /** The largest L4 key. */
 export const L4_MAX = 0xffff;

@@ -14,11 +14,10 @@ import {
   PROTO_SCTP,
   PROTO_TCP,
   PROTO_UDP,
-} from "../../abi/layout.ts";
+} from "../../abi/mod.ts";
 import type { AddressClasses } from "./classes.ts";
 import { firstCoverSegments, normalizeRanges, prefixCount } from "./intervals.ts";
-import { PROTO_CLASSES } from "../model/protocol.ts";
-import type { Rule } from "../model/types.ts";
+import { PROTO_CLASSES, type Rule } from "../model/mod.ts";
 
 /** Every protocol class bit (PROTO_INDEX 0..5). */
 export const ALL_PROTOS = 0x3f;

@@ -12,7 +12,7 @@ import {
   PROTO_SCTP,
   PROTO_TCP,
   PROTO_UDP,
-} from "../../abi/layout.ts";
+} from "../../abi/mod.ts";
 import type { Protocol } from "./types.ts";
 
 /** IP protocol number of each named rule protocol (all but `any`). */

@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { Cidr } from "../../net/cidr.ts";
+import type { Cidr } from "../../net/mod.ts";
 
 export type { Cidr };
 

@@ -7,14 +7,12 @@
  * @module
  */
 
-import { CidrError, containsCidr, formatIPv4 } from "../../net/cidr.ts";
-import { CidrParser } from "../../net/cidr_parser.ts";
-import { MAX_CIDRS } from "../model/limits.ts";
-import { ND_TYPE_FIRST, ND_TYPE_LAST } from "../../abi/layout.ts";
+import { CidrError, CidrParser, containsCidr, formatIPv4 } from "../../net/mod.ts";
+import { type Action, type Cidr, type IcmpMatch, MAX_CIDRS, type PortRange } from "../model/mod.ts";
+import { ND_TYPE_FIRST, ND_TYPE_LAST } from "../../abi/mod.ts";
 import { describe, type Reporter, show, type Where } from "./report.ts";
-import type { Action, Cidr, IcmpMatch, PortRange } from "../model/types.ts";
 import { AT, type Context, KEYS, unknownKeyMessage } from "./keys.ts";
-import type { YEntry, YMap, YNode, YScalar } from "../yaml/parse.ts";
+import type { YEntry, YMap, YNode, YScalar } from "../yaml/mod.ts";
 
 /** The first entry of each known key of a mapping, in the order of its `KEYS` list. */
 export type Found = (YEntry | undefined)[];

@@ -7,8 +7,8 @@
  */
 
 import { listWords, show, suggest } from "./report.ts";
-import type { Action, Protocol, RuleDirection } from "../model/types.ts";
-import type { YValue } from "../yaml/parse.ts";
+import type { Action, Protocol, RuleDirection } from "../model/mod.ts";
+import type { YValue } from "../yaml/mod.ts";
 
 /** The keys of each mapping of a policy file, in documentation order. */
 export const KEYS = {

@@ -8,11 +8,10 @@
  * @module
  */
 
-import { DEFAULT_POLICY_NAME } from "../model/default.ts";
+import { DEFAULT_POLICY_NAME, type Policy, type Rule } from "../model/mod.ts";
 import type { Reporter, Where } from "./report.ts";
 import { entryOf, type PolicySource, type ValidatedSet } from "./schema.ts";
-import type { Policy, Rule } from "../model/types.ts";
-import type { YMap, YNode } from "../yaml/parse.ts";
+import type { YMap, YNode } from "../yaml/mod.ts";
 
 /** Ports that are normally UDP, with their service. */
 export const NORMALLY_UDP: Readonly<Record<number, string>> = {

@@ -6,10 +6,10 @@
  * @module
  */
 
-import { editDistance } from "../../base/suggest.ts";
+import { editDistance } from "../../base/mod.ts";
 import { compareDiagnostics, type Diagnostic, LineIndex, type Severity } from "./diagnostics.ts";
-import { MAX_DIAGNOSTICS, MAX_SHOWN_CHARS } from "../model/limits.ts";
-import type { YNode, YValue } from "../yaml/parse.ts";
+import { MAX_DIAGNOSTICS, MAX_SHOWN_CHARS } from "../model/mod.ts";
+import type { YNode, YValue } from "../yaml/mod.ts";
 
 /** Which policy and rule a diagnostic is about. */
 export interface Where {

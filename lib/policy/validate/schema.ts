@@ -35,22 +35,26 @@ import {
   PROTOCOL_SYNONYMS,
   PROTOCOLS,
 } from "./keys.ts";
-import { MAX_POLICIES, MAX_RULES } from "../model/limits.ts";
-import { ifnameProblem, isNamespaceName, lookalikeKey, nameProblem } from "../model/names.ts";
-import type {
-  Action,
-  Policy,
-  PolicySet,
-  Protocol,
-  Rule,
-  RuleDirection,
-  Selector,
-} from "../model/types.ts";
-import type { YMap, YNode } from "../yaml/parse.ts";
+import {
+  type Action,
+  ifnameProblem,
+  isNamespaceName,
+  lookalikeKey,
+  MAX_POLICIES,
+  MAX_RULES,
+  nameProblem,
+  type Policy,
+  type PolicySet,
+  type Protocol,
+  type Rule,
+  type RuleDirection,
+  type Selector,
+} from "../model/mod.ts";
+export { ifnameProblem, MAX_IFNAME_LENGTH, MAX_NAME_LENGTH } from "../model/mod.ts";
+import type { YMap, YNode } from "../yaml/mod.ts";
 
 export { entryOf } from "./fields.ts";
 export { KEYS, WORDS } from "./keys.ts";
-export { ifnameProblem, MAX_IFNAME_LENGTH, MAX_NAME_LENGTH } from "../model/names.ts";
 
 /** The names of a policy's rules so far, and where each was given. */
 interface RuleNames {

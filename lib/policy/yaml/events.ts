@@ -32,7 +32,7 @@ import {
   strTag,
   YAMLException,
 } from "js-yaml";
-import { MAX_YAML_DEPTH, MAX_YAML_NODES } from "../model/limits.ts";
+import { MAX_YAML_DEPTH, MAX_YAML_NODES } from "../model/mod.ts";
 import {
   DECIMAL,
   keyText,

@@ -24,7 +24,7 @@
  * @module
  */
 
-import { MAX_YAML_DEPTH, MAX_YAML_NODES } from "../model/limits.ts";
+import { MAX_YAML_DEPTH, MAX_YAML_NODES } from "../model/mod.ts";
 import { plainScalar, type YEntry, type YNode, type YScalar } from "./nodes.ts";
 
 /** Thrown (as a value) when the text is not in the subset. */

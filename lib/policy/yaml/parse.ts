@@ -23,7 +23,7 @@
  * @module
  */
 
-import { MAX_YAML_NODES } from "../model/limits.ts";
+import { MAX_YAML_NODES } from "../model/mod.ts";
 import { treeFromEvents } from "./events.ts";
 import { parseFast, TOO_MANY } from "./fast.ts";
 import type { YamlProblem, YNode } from "./nodes.ts";
