@@ -27,6 +27,7 @@ import {
   CLIENT4,
   CLIENT6,
   ping,
+  NETPEER,
   reach,
   SERVER4,
   SERVER6,
@@ -37,91 +38,9 @@ import {
 
 const POLICY: Policy = webOnlyPolicy();
 
-/**
- * The client side of the UDP spoofing check: answers one datagram on `port`
- * ("pong", a true reply), then sends, to the server's port `lport`, a datagram
- * from another port ("spoof-sport"), one to the port next to it from the
- * right port ("spoof-dport"), and one more true reply ("legit").
- */
-const UDP_CLIENT = `
-import socket, sys, time
-af = socket.AF_INET if sys.argv[1] == "4" else socket.AF_INET6
-server, port, lport = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-s = socket.socket(af, socket.SOCK_DGRAM)
-s.bind(("", port))
-other = socket.socket(af, socket.SOCK_DGRAM)
-other.bind(("", port + 1))
-print("ready", flush=True)
-s.settimeout(10)
-data, addr = s.recvfrom(100)
-s.sendto(b"pong", addr)
-time.sleep(0.3)
-other.sendto(b"spoof-sport", (server, lport))
-s.sendto(b"spoof-dport", (server, lport + 1))
-s.sendto(b"legit", (server, lport))
-print("sent", flush=True)
-`;
-
-/** The server side: one exchange with the client, then prints what arrives for 2 s. */
-const UDP_SERVER = `
-import socket, sys
-af = socket.AF_INET if sys.argv[1] == "4" else socket.AF_INET6
-client, port, lport = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-s = socket.socket(af, socket.SOCK_DGRAM)
-s.bind(("", lport))
-t = socket.socket(af, socket.SOCK_DGRAM)
-t.bind(("", lport + 1))
-s.settimeout(3)
-s.sendto(b"ping", (client, port))
-data, addr = s.recvfrom(100)
-print("exchanged", data.decode(), flush=True)
-for sock in (s, t):
-    sock.settimeout(2)
-    try:
-        while True:
-            data, addr = sock.recvfrom(100)
-            print("got", data.decode(), addr[1], flush=True)
-    except socket.timeout:
-        pass
-`;
-
-/** Sends one TCP segment with the given flags through a raw socket (the kernel adds the IP header). */
-const RAW_TCP = `
-import socket, struct, sys
-fam, src, dst, sport, dport, flags = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-def csum(b):
-    if len(b) % 2:
-        b += b"\\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, 2000, 5 << 4, flags, 65535, 0, 0)
-if fam == "4":
-    af = socket.AF_INET
-    pseudo = socket.inet_pton(af, src) + socket.inet_pton(af, dst) + struct.pack("!BBH", 0, 6, len(tcp))
-    to = (dst, 0)
-else:
-    af = socket.AF_INET6
-    pseudo = socket.inet_pton(af, src) + socket.inet_pton(af, dst) + struct.pack("!I3xB", len(tcp), 6)
-    to = (dst, 0, 0, 0)
-tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
-socket.socket(af, socket.SOCK_RAW, socket.IPPROTO_TCP).sendto(tcp, to)
-`;
-
-interface Scripts {
-  udpClient: string;
-  udpServer: string;
-  rawTcp: string;
-}
-
-async function writeScripts(dir: string): Promise<Scripts> {
-  const s = { udpClient: `${dir}/udp_client.py`, udpServer: `${dir}/udp_server.py`, rawTcp: "" };
-  s.rawTcp = `${dir}/raw_tcp.py`;
-  await Deno.writeTextFile(s.udpClient, UDP_CLIENT);
-  await Deno.writeTextFile(s.udpServer, UDP_SERVER);
-  await Deno.writeTextFile(s.rawTcp, RAW_TCP);
-  return s;
+/** `netpeer.ts ARGS` inside `ns`, as a command line. */
+function peer(...args: string[]): string[] {
+  return [Deno.execPath(), "run", "--allow-all", "--quiet", NETPEER, ...args];
 }
 
 /** Reads a spawned process's stdout until it exits. */
@@ -139,34 +58,24 @@ async function output(child: Deno.ChildProcess): Promise<string> {
 async function udpSpoofCheck(
   server: Netns,
   client: Netns,
-  scripts: Scripts,
   family: 4 | 6,
   port: number,
   lport: number,
 ): Promise<string> {
   const [serverAddr, clientAddr] = family === 4 ? [SERVER4, CLIENT4] : [SERVER6, CLIENT6];
-  const peer = await client.spawn([
-    "python3",
-    scripts.udpClient,
-    String(family),
-    serverAddr,
-    String(port),
-    String(lport),
-  ]);
-  const reader = peer.child.stdout.getReader();
+  const spoofer = await client.spawn(
+    peer("spoof-client", String(family), serverAddr, String(port), String(lport)),
+  );
+  const reader = spoofer.child.stdout.getReader();
   const { value } = await reader.read();
   reader.releaseLock();
   assert.match(new TextDecoder().decode(value), /ready/);
-  const r = await server.exec([
-    "python3",
-    scripts.udpServer,
-    String(family),
-    clientAddr,
-    String(port),
-    String(lport),
-  ], { allowFailure: true });
-  const sent = await output(peer.child);
-  await peer.kill();
+  const r = await server.exec(
+    peer("spoof-server", String(family), clientAddr, String(port), String(lport)),
+    { allowFailure: true },
+  );
+  const sent = await output(spoofer.child);
+  await spoofer.kill();
   assert.match(sent, /sent/, `the client did not send its datagrams: ${sent}`);
   return r.stdout + r.stderr;
 }
@@ -186,153 +95,138 @@ async function waitFor<T>(what: string, f: () => T | undefined, ms = 3000): Prom
 }
 
 Deno.test("e2e stateful: default deny + allow tcp 8080 on a host interface, with the tc learner", async () => {
-  const scriptDir = await Deno.makeTempDir({ prefix: "tfwe-py-" });
-  try {
-    const scripts = await writeScripts(scriptDir);
-    await withTopology(async ({ server, client, iface }) => {
-      await startServer(server, { tcp: [80, 8080], udp: [5353] });
-      await startServer(client, { tcp: [9000], udp: [5353] });
+  await withTopology(async ({ server, client, iface }) => {
+    await startServer(server, { tcp: [80, 8080], udp: [5353] });
+    await startServer(client, { tcp: [9000], udp: [5353] });
 
-      // Without tinyfw, the services answer: the test can see a difference.
-      assert.equal(await reach(client, "tcp", SERVER4, 80), true, "port 80 unreachable before");
+    // Without tinyfw, the services answer: the test can see a difference.
+    assert.equal(await reach(client, "tcp", SERVER4, 80), true, "port 80 unreachable before");
 
-      const dp = Datapath.load();
-      const slots = new PolicySlots(dp);
-      const installed = slots.install(compilePolicy(POLICY));
-      slots.configureAttachment(1, installed.slot, DIR_INGRESS);
-      const xdp = dp.instance(1);
-      const learner = dp.tcLearner();
-      const events: DropEvent[] = [];
-      const reader = EventReader.open(dp.maps.events, (e) => events.push(e));
-      const loop = reader.start();
-      const ifindex = server.ifindex(iface);
-      const defaultCounter = installed.counterBase + 2 * 1 + DIR_INGRESS;
-      let tc: ReturnType<typeof attachTcEgress> | null = null;
-      try {
-        server.enter(() => {
-          xdpAttach(ifindex, xdp.fd, { mode: "generic" });
-          tc = attachTcEgress(ifindex, learner.fd);
-        });
-        assert.equal(xdpOf(server, iface).mode, "generic");
-        assert.equal(server.enter(() => tcEgressProgram(ifindex))?.tinyfw, true);
+    const dp = Datapath.load();
+    const slots = new PolicySlots(dp);
+    const installed = slots.install(compilePolicy(POLICY));
+    slots.configureAttachment(1, installed.slot, DIR_INGRESS);
+    const xdp = dp.instance(1);
+    const learner = dp.tcLearner();
+    const events: DropEvent[] = [];
+    const reader = EventReader.open(dp.maps.events, (e) => events.push(e));
+    const loop = reader.start();
+    const ifindex = server.ifindex(iface);
+    const defaultCounter = installed.counterBase + 2 * 1 + DIR_INGRESS;
+    let tc: ReturnType<typeof attachTcEgress> | null = null;
+    try {
+      server.enter(() => {
+        xdpAttach(ifindex, xdp.fd, { mode: "generic" });
+        tc = attachTcEgress(ifindex, learner.fd);
+      });
+      assert.equal(xdpOf(server, iface).mode, "generic");
+      assert.equal(server.enter(() => tcEgressProgram(ifindex))?.tinyfw, true);
 
-        // The allowed service answers.
-        assert.equal(await reach(client, "tcp", SERVER4, 8080), true, "TCP 8080 over IPv4");
-        assert.equal(await reach(client, "tcp", SERVER6, 8080), true, "TCP 8080 over IPv6");
+      // The allowed service answers.
+      assert.equal(await reach(client, "tcp", SERVER4, 8080), true, "TCP 8080 over IPv4");
+      assert.equal(await reach(client, "tcp", SERVER6, 8080), true, "TCP 8080 over IPv6");
 
-        // The server's own exchanges get their replies.
-        const replies0 = stat(dp, STAT_REPLY);
-        assert.equal(await reach(server, "tcp", CLIENT4, 9000), true, "outgoing TCP, IPv4");
-        assert.equal(await reach(server, "tcp", CLIENT6, 9000), true, "outgoing TCP, IPv6");
-        assert.equal(await reach(server, "udp", CLIENT4, 5353), true, "outgoing UDP, IPv4");
-        assert.equal(await reach(server, "udp", CLIENT6, 5353), true, "outgoing UDP, IPv6");
-        assert.equal(await ping(server, CLIENT4), true, "outgoing ping, IPv4");
-        assert.equal(await ping(server, CLIENT6), true, "outgoing ping, IPv6");
-        const replies = stat(dp, STAT_REPLY) - replies0;
-        assert.ok(replies >= 6n, `only ${replies} packets passed as replies`);
-        assert.ok(listFlows(dp.maps.flows).length >= 6, "the learner learned nothing");
+      // The server's own exchanges get their replies.
+      const replies0 = stat(dp, STAT_REPLY);
+      assert.equal(await reach(server, "tcp", CLIENT4, 9000), true, "outgoing TCP, IPv4");
+      assert.equal(await reach(server, "tcp", CLIENT6, 9000), true, "outgoing TCP, IPv6");
+      assert.equal(await reach(server, "udp", CLIENT4, 5353), true, "outgoing UDP, IPv4");
+      assert.equal(await reach(server, "udp", CLIENT6, 5353), true, "outgoing UDP, IPv6");
+      assert.equal(await ping(server, CLIENT4), true, "outgoing ping, IPv4");
+      assert.equal(await ping(server, CLIENT6), true, "outgoing ping, IPv6");
+      const replies = stat(dp, STAT_REPLY) - replies0;
+      assert.ok(replies >= 6n, `only ${replies} packets passed as replies`);
+      assert.ok(listFlows(dp.maps.flows).length >= 6, "the learner learned nothing");
 
-        // Unsolicited traffic is dropped (the services listen: without tinyfw they answer).
-        const drops0 = slots.readCounter(defaultCounter)[0];
-        assert.equal(await reach(client, "tcp", SERVER4, 80), false, "TCP 80, IPv4");
-        assert.equal(await reach(client, "tcp", SERVER6, 80), false, "TCP 80, IPv6");
-        assert.equal(await reach(client, "udp", SERVER4, 5353), false, "UDP 5353, IPv4");
-        assert.equal(await reach(client, "udp", SERVER6, 5353), false, "UDP 5353, IPv6");
-        assert.equal(await ping(client, SERVER4), false, "ping, IPv4");
-        assert.equal(await ping(client, SERVER6), false, "ping, IPv6");
-        assert.ok(slots.readCounter(defaultCounter)[0] - drops0 >= 6n);
+      // Unsolicited traffic is dropped (the services listen: without tinyfw they answer).
+      const drops0 = slots.readCounter(defaultCounter)[0];
+      assert.equal(await reach(client, "tcp", SERVER4, 80), false, "TCP 80, IPv4");
+      assert.equal(await reach(client, "tcp", SERVER6, 80), false, "TCP 80, IPv6");
+      assert.equal(await reach(client, "udp", SERVER4, 5353), false, "UDP 5353, IPv4");
+      assert.equal(await reach(client, "udp", SERVER6, 5353), false, "UDP 5353, IPv6");
+      assert.equal(await ping(client, SERVER4), false, "ping, IPv4");
+      assert.equal(await ping(client, SERVER6), false, "ping, IPv6");
+      assert.ok(slots.readCounter(defaultCounter)[0] - drops0 >= 6n);
 
-        // Spoofed UDP "replies": only the datagram that answers the flow arrives.
-        for (const [family, port, lport] of [[4, 6000, 41000], [6, 6100, 41100]] as const) {
-          const got = await udpSpoofCheck(server, client, scripts, family, port, lport);
-          assert.match(got, /exchanged pong/, `IPv${family}: ${got}`);
-          assert.match(got, /got legit/, `IPv${family}: the true reply did not arrive: ${got}`);
-          assert.doesNotMatch(got, /spoof/, `IPv${family}: a spoofed reply arrived: ${got}`);
-        }
-
-        // A TCP SYN-ACK to a connection that never existed: dropped, and sampled.
-        await new Promise((r) => setTimeout(r, 1100)); // a fresh sample window
-        const lost0 = samplesLost(dp);
-        const before = slots.readCounter(defaultCounter)[0];
-        for (
-          const [family, src, dst] of [[4, CLIENT4, SERVER4], [6, CLIENT6, SERVER6]] as const
-        ) {
-          await client.exec([
-            "python3",
-            scripts.rawTcp,
-            String(family),
-            src,
-            dst,
-            "9000",
-            "45678",
-            "18",
-          ]);
-        }
-        assert.equal(slots.readCounter(defaultCounter)[0] - before, 2n, "SYN-ACKs not dropped");
-        for (const dst of [SERVER4, SERVER6]) {
-          const e = await waitFor(
-            `the drop sample of the SYN-ACK to ${dst}`,
-            () =>
-              events.find((e) =>
-                e.kind === "drop" && e.protocol === "tcp" && e.dst === dst && e.dport === 45678
-              ),
-          );
-          assert.deepEqual(
-            {
-              attachId: e.attachId,
-              counter: e.counter,
-              direction: e.direction,
-              src: e.src,
-              sport: e.sport,
-            },
-            {
-              attachId: 1,
-              counter: defaultCounter,
-              direction: "ingress",
-              src: dst === SERVER4 ? CLIENT4 : CLIENT6,
-              sport: 9000,
-            },
-          );
-        }
-        assert.equal(samplesLost(dp), lost0, "samples were lost");
-
-        // Audit mode: what would be dropped passes, and is counted.
-        await new Promise((r) => setTimeout(r, 1100));
-        slots.setAudit(true);
-        const audited0 = stat(dp, STAT_AUDIT);
-        const counted0 = slots.readCounter(defaultCounter)[0];
-        assert.equal(await reach(client, "tcp", SERVER4, 80), true, "audit: TCP 80, IPv4");
-        assert.equal(await reach(client, "udp", SERVER6, 5353), true, "audit: UDP 5353, IPv6");
-        const audited = stat(dp, STAT_AUDIT) - audited0;
-        assert.ok(audited >= 2n, `STAT_AUDIT counted ${audited}`);
-        assert.ok(slots.readCounter(defaultCounter)[0] - counted0 >= audited);
-        await waitFor(
-          "an audit sample",
-          () => events.find((e) => e.kind === "audit" && e.dport === 80 && e.dst === SERVER4),
-        );
-        // The spoofed datagrams get through in audit mode: the check above could see them.
-        const got = await udpSpoofCheck(server, client, scripts, 4, 6200, 41200);
-        assert.match(got, /got spoof-sport/, `audit: ${got}`);
-        slots.setAudit(false);
-        assert.equal(await reach(client, "tcp", SERVER4, 80), false, "TCP 80 after audit");
-      } finally {
-        await reader.close();
-        await loop;
-        server.enter(() => {
-          if (tc) {
-            const t = tc as ReturnType<typeof attachTcEgress>;
-            detachTcEgress(ifindex, { progId: t.progId, createdQdisc: t.createdQdisc });
-          }
-          xdpDetach(ifindex, "generic", { expectFd: xdp.fd });
-        });
-        xdp.close();
-        learner.close();
-        slots.remove(installed);
-        dp.close();
+      // Spoofed UDP "replies": only the datagram that answers the flow arrives.
+      for (const [family, port, lport] of [[4, 6000, 41000], [6, 6100, 41100]] as const) {
+        const got = await udpSpoofCheck(server, client, family, port, lport);
+        assert.match(got, /exchanged pong/, `IPv${family}: ${got}`);
+        assert.match(got, /got legit/, `IPv${family}: the true reply did not arrive: ${got}`);
+        assert.doesNotMatch(got, /spoof/, `IPv${family}: a spoofed reply arrived: ${got}`);
       }
-      assert.equal(xdpOf(server, iface).mode, "none");
-    });
-  } finally {
-    await Deno.remove(scriptDir, { recursive: true });
-  }
+
+      // A TCP SYN-ACK to a connection that never existed: dropped, and sampled.
+      await new Promise((r) => setTimeout(r, 1100)); // a fresh sample window
+      const lost0 = samplesLost(dp);
+      const before = slots.readCounter(defaultCounter)[0];
+      for (
+        const [family, src, dst] of [[4, CLIENT4, SERVER4], [6, CLIENT6, SERVER6]] as const
+      ) {
+        await client.exec(peer("raw-tcp", String(family), src, dst, "9000", "45678", "18"));
+      }
+      assert.equal(slots.readCounter(defaultCounter)[0] - before, 2n, "SYN-ACKs not dropped");
+      for (const dst of [SERVER4, SERVER6]) {
+        const e = await waitFor(
+          `the drop sample of the SYN-ACK to ${dst}`,
+          () =>
+            events.find((e) =>
+              e.kind === "drop" && e.protocol === "tcp" && e.dst === dst && e.dport === 45678
+            ),
+        );
+        assert.deepEqual(
+          {
+            attachId: e.attachId,
+            counter: e.counter,
+            direction: e.direction,
+            src: e.src,
+            sport: e.sport,
+          },
+          {
+            attachId: 1,
+            counter: defaultCounter,
+            direction: "ingress",
+            src: dst === SERVER4 ? CLIENT4 : CLIENT6,
+            sport: 9000,
+          },
+        );
+      }
+      assert.equal(samplesLost(dp), lost0, "samples were lost");
+
+      // Audit mode: what would be dropped passes, and is counted.
+      await new Promise((r) => setTimeout(r, 1100));
+      slots.setAudit(true);
+      const audited0 = stat(dp, STAT_AUDIT);
+      const counted0 = slots.readCounter(defaultCounter)[0];
+      assert.equal(await reach(client, "tcp", SERVER4, 80), true, "audit: TCP 80, IPv4");
+      assert.equal(await reach(client, "udp", SERVER6, 5353), true, "audit: UDP 5353, IPv6");
+      const audited = stat(dp, STAT_AUDIT) - audited0;
+      assert.ok(audited >= 2n, `STAT_AUDIT counted ${audited}`);
+      assert.ok(slots.readCounter(defaultCounter)[0] - counted0 >= audited);
+      await waitFor(
+        "an audit sample",
+        () => events.find((e) => e.kind === "audit" && e.dport === 80 && e.dst === SERVER4),
+      );
+      // The spoofed datagrams get through in audit mode: the check above could see them.
+      const got = await udpSpoofCheck(server, client, 4, 6200, 41200);
+      assert.match(got, /got spoof-sport/, `audit: ${got}`);
+      slots.setAudit(false);
+      assert.equal(await reach(client, "tcp", SERVER4, 80), false, "TCP 80 after audit");
+    } finally {
+      await reader.close();
+      await loop;
+      server.enter(() => {
+        if (tc) {
+          const t = tc as ReturnType<typeof attachTcEgress>;
+          detachTcEgress(ifindex, { progId: t.progId, createdQdisc: t.createdQdisc });
+        }
+        xdpDetach(ifindex, "generic", { expectFd: xdp.fd });
+      });
+      xdp.close();
+      learner.close();
+      slots.remove(installed);
+      dp.close();
+    }
+    assert.equal(xdpOf(server, iface).mode, "none");
+  });
 });

@@ -12,8 +12,23 @@
  *                                      counts the echoes: datagrams that got through)
  *   get URL                            HTTP GET: print the status on the first line, then
  *                                      the body; exit 0 when it answered, else 1
+ *   spoof-client FAMILY SERVER PORT LPORT
+ *                                      the client of the UDP spoofing check: answers one
+ *                                      datagram on PORT ("pong"), then sends to the server's
+ *                                      LPORT from another port ("spoof-sport"), to LPORT+1
+ *                                      from PORT ("spoof-dport"), and one true reply
+ *                                      ("legit"); prints "ready", then "sent"
+ *   spoof-server FAMILY CLIENT PORT LPORT
+ *                                      its server: one exchange from LPORT ("exchanged
+ *                                      pong"), then prints "got DATA PORT" for what arrives
+ *                                      on LPORT and LPORT+1 in 2 s
+ *   raw-tcp FAMILY SRC DST SPORT DPORT FLAGS
+ *                                      sends one TCP segment with FLAGS through a raw socket
+ *                                      (the kernel adds the IP header)
  */
 import dgram from "node:dgram";
+import { AF_INET, AF_INET6, close, sendto, SOCK_RAW, socket } from "../../lib/ffi/libc.ts";
+import { parseIp } from "../../lib/net/cidr.ts";
 
 async function serve(tcpPorts: number[], udpPorts: number[]): Promise<void> {
   for (const port of tcpPorts) {
@@ -105,6 +120,93 @@ async function get(url: string): Promise<boolean> {
   }
 }
 
+function udpSocket(family: string, port: number): Promise<dgram.Socket> {
+  const sock = dgram.createSocket(family === "4" ? "udp4" : "udp6");
+  return new Promise((resolve) => sock.bind(port, () => resolve(sock)));
+}
+
+function nextDatagram(sock: dgram.Socket, ms: number): Promise<{ data: string; port: number }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("timed out")), ms);
+    sock.once("message", (msg, rinfo) => {
+      clearTimeout(timer);
+      resolve({ data: msg.toString(), port: rinfo.port });
+    });
+  });
+}
+
+function send(sock: dgram.Socket, data: string, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    sock.send(data, port, host, (err) => err ? reject(err) : resolve())
+  );
+}
+
+async function spoofClient(family: string, server: string, port: number, lport: number) {
+  const s = await udpSocket(family, port);
+  const other = await udpSocket(family, port + 1);
+  console.log("ready");
+  const first = await new Promise<dgram.RemoteInfo>((resolve) =>
+    s.once("message", (_msg, rinfo) => resolve(rinfo))
+  );
+  await send(s, "pong", first.port, first.address);
+  await new Promise((r) => setTimeout(r, 300));
+  await send(other, "spoof-sport", lport, server);
+  await send(s, "spoof-dport", lport + 1, server);
+  await send(s, "legit", lport, server);
+  console.log("sent");
+  s.close();
+  other.close();
+}
+
+async function spoofServer(family: string, client: string, port: number, lport: number) {
+  const s = await udpSocket(family, lport);
+  const t = await udpSocket(family, lport + 1);
+  const answer = nextDatagram(s, 3000);
+  await send(s, "ping", port, client);
+  console.log(`exchanged ${(await answer).data}`);
+  for (const sock of [s, t]) {
+    sock.on("message", (msg, rinfo) => console.log(`got ${msg.toString()} ${rinfo.port}`));
+  }
+  await new Promise((r) => setTimeout(r, 2000));
+  s.close();
+  t.close();
+}
+
+/** The one's-complement sum of `b` (RFC 1071). */
+function checksum(b: Uint8Array): number {
+  let sum = 0;
+  for (let i = 0; i < b.length; i += 2) sum += (b[i] << 8) | (b[i + 1] ?? 0);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return ~sum & 0xffff;
+}
+
+function rawTcp(src: string, dst: string, sport: number, dport: number, flags: number) {
+  const from = parseIp(src), to = parseIp(dst);
+  const tcp = new Uint8Array(20);
+  const v = new DataView(tcp.buffer);
+  v.setUint16(0, sport);
+  v.setUint16(2, dport);
+  v.setUint32(4, 1000); // seq
+  v.setUint32(8, 2000); // ack
+  tcp[12] = 5 << 4; // data offset: 5 words
+  tcp[13] = flags;
+  v.setUint16(14, 65535); // window
+  const pseudo = to.family === 4
+    ? [...from.addr, ...to.addr, 0, 6, 0, tcp.length]
+    : [...from.addr, ...to.addr, 0, 0, 0, tcp.length, 0, 0, 0, 6];
+  v.setUint16(16, checksum(new Uint8Array([...pseudo, ...tcp])));
+  // sockaddr_in / sockaddr_in6 with port 0: the family in host order, then the address.
+  const addr = new Uint8Array(to.family === 4 ? 16 : 28);
+  new DataView(addr.buffer).setUint16(0, to.family === 4 ? AF_INET : AF_INET6, true);
+  addr.set(to.addr, to.family === 4 ? 4 : 8);
+  const fd = socket(to.family === 4 ? AF_INET : AF_INET6, SOCK_RAW, 6);
+  try {
+    sendto(fd, tcp, 0, addr);
+  } finally {
+    close(fd);
+  }
+}
+
 function ports(list: string | undefined): number[] {
   return list ? list.split(",").map(Number) : [];
 }
@@ -122,6 +224,19 @@ if (import.meta.main) {
     const [host, port, perMs] = rest;
     await flood(host, Number(port), Number(perMs ?? 5));
     Deno.exit(0);
+  } else if (mode === "spoof-client" || mode === "spoof-server") {
+    const [family, host, port, lport] = rest;
+    await (mode === "spoof-client" ? spoofClient : spoofServer)(
+      family,
+      host,
+      Number(port),
+      Number(lport),
+    );
+    Deno.exit(0);
+  } else if (mode === "raw-tcp") {
+    const [_family, src, dst, sport, dport, flags] = rest;
+    rawTcp(src, dst, Number(sport), Number(dport), Number(flags));
+    Deno.exit(0);
   } else if (mode === "get") {
     Deno.exit(await get(rest[0]) ? 0 : 1);
   } else if (mode === "tcp" || mode === "udp") {
@@ -132,7 +247,9 @@ if (import.meta.main) {
     console.log(ok ? "ok" : "failed");
     Deno.exit(ok ? 0 : 1);
   } else {
-    console.error("usage: netpeer.ts serve|tcp|udp|flood|get ...");
+    console.error(
+      "usage: netpeer.ts serve|tcp|udp|flood|get|spoof-client|spoof-server|raw-tcp ...",
+    );
     Deno.exit(2);
   }
 }
