@@ -17,10 +17,11 @@ import {
   STAT_NONIP,
 } from "../../lib/abi/layout.ts";
 import { compilePolicy } from "../../lib/policy/compile/compile.ts";
-import { type Decision, evaluate } from "../../lib/model/evaluate.ts";
+import { evaluate } from "../../lib/model/evaluate.ts";
 import type { Direction, Policy } from "../../lib/policy/model/types.ts";
 import { defaultPolicy } from "../../lib/policy/model/default.ts";
 import { formatPolicy, formatSpec, hex, randomFrames, randomPolicy, Rng } from "../helpers/gen.ts";
+import { counterOf, REASON_STAT } from "../helpers/expect.ts";
 
 const XDP_DROP = 1;
 const XDP_PASS = 2;
@@ -30,12 +31,6 @@ const MAX_REPORTED = 5;
 const ETH_HLEN = 14;
 
 const DIRS: [Direction, number][] = [["ingress", DIR_INGRESS], ["egress", DIR_EGRESS]];
-
-const REASON_STAT: Partial<Record<Decision["reason"], number>> = {
-  nonip: STAT_NONIP,
-  malformed: STAT_MALFORMED,
-  nd: STAT_ND,
-};
 
 interface Harness {
   dp: Datapath;
@@ -100,9 +95,7 @@ function checkPolicy(
           what = `stats[${want.reason}]`;
           if (statValue(h, stat) !== statExpected.get(stat)) where = what;
         } else {
-          const idx = want.reason === "rule"
-            ? inst.counterBase + 2 * want.ruleIndex! + dir
-            : inst.counterBase + 2 * n + dir;
+          const idx = counterOf(inst.counterBase, n, want, dir);
           bump(expectedCounts, idx);
           what = want.reason === "rule" ? `rule #${want.ruleIndex}` : "default";
           if (h.slots.readCounter(idx)[0] !== expectedCounts.get(idx)) where = `counter of ${what}`;

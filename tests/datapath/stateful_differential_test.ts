@@ -20,7 +20,7 @@
 import assert from "node:assert/strict";
 import { Datapath, sumPerCpu, testRun, u32Key } from "../../lib/datapath/object.ts";
 import { BpfError } from "../../lib/ffi/libbpf/mod.ts";
-import { PolicySlots } from "../../lib/datapath/policy_slots.ts";
+import { type InstalledPolicy, PolicySlots } from "../../lib/datapath/policy_slots.ts";
 import {
   ATTACH_LEARN,
   AttachValue,
@@ -49,6 +49,8 @@ import type {
   RuleDirection,
 } from "../../lib/policy/model/types.ts";
 import { formatPolicy, formatSpec, hex, randomFrame, Rng, webOnlyPolicy } from "../helpers/gen.ts";
+import { counterOf, REASON_STAT } from "../helpers/expect.ts";
+import { EINVAL } from "../../lib/ffi/errno.ts";
 
 const XDP_DROP = 1;
 const XDP_PASS = 2;
@@ -259,167 +261,205 @@ function describe(p: Packet): string {
   return `${p.where}: ${p.spec ? formatSpec(p.spec) : "-"}\nframe ${hex(p.frame)}`;
 }
 
+const bump = (m: Map<number, bigint>, k: number) => m.set(k, (m.get(k) ?? 0n) + 1n);
+
+/**
+ * One seeded sequence: a random policy installed on every attachment, then
+ * packets through the real programs and the model side by side. Each check
+ * adds what it finds to `problems`.
+ */
+class Sequence {
+  readonly rng: Rng;
+  readonly policy: Policy;
+  readonly audit: boolean;
+  readonly inst: InstalledPolicy;
+  readonly problems: string[] = [];
+  readonly model = new FlowTable({ now: () => 0 });
+  readonly history: FrameSpec[] = [];
+  /** The packets a sample is expected for (dropped, or audited), in order. */
+  readonly sampled: Expected[] = [];
+  readonly #stats = new Map<number, bigint>();
+  readonly #counters = new Map<number, bigint>();
+  readonly #lostBefore: bigint;
+
+  constructor(readonly h: Harness, readonly seed: number) {
+    this.rng = new Rng(seed);
+    this.policy = randomPolicy(this.rng);
+    this.audit = seed % 4 === 3;
+    this.inst = h.slots.install(compilePolicy(this.policy), { plain: seed % 2 === 0 });
+    clearFlows(h.dp.maps.flows);
+    h.slots.setAudit(this.audit);
+    for (const a of ATTACHMENTS) {
+      const dir = a.dir === "ingress" ? DIR_INGRESS : DIR_EGRESS;
+      h.slots.configureAttachment(a.attachId, this.inst.slot, dir, { learn: a.learn });
+    }
+    for (const st of [STAT_NONIP, STAT_MALFORMED, STAT_ND, STAT_REPLY, STAT_AUDIT]) {
+      this.#stats.set(st, statValue(h, st));
+    }
+    this.#lostBefore = samplesLost(h.dp);
+    h.reader.consume();
+    h.events.length = 0;
+  }
+
+  get ruleCount(): number {
+    return this.policy.rules.length;
+  }
+
+  /** A packet through the tc learner: it never decides, and the model learns the same flow. */
+  checkTc(p: Packet): void {
+    let r: number;
+    try {
+      r = testRun(this.h.tc.fd, p.frame).retval;
+    } catch (e) {
+      // The kernel builds no skb from an IP EtherType without an IP header (EINVAL):
+      // no such packet is ever sent.
+      if (e instanceof BpfError && e.errno === EINVAL && p.frame.length < 54) return;
+      throw e;
+    }
+    this.model.learn(p.frame);
+    if (r !== TC_UNSPEC) {
+      this.problems.push(`seed ${this.seed}: tc learner returned ${r}\n${describe(p)}`);
+    }
+  }
+
+  /** A packet through an XDP attachment: same verdict as the model, counted where it says. */
+  checkXdp(p: Packet, i: number, tally: Map<string, number>): void {
+    const a = ATTACHMENTS.find((x) => x.where === p.where)!;
+    const dir = a.dir === "ingress" ? DIR_INGRESS : DIR_EGRESS;
+    const want = evaluate(this.policy, a.dir, p.frame, {
+      flows: this.model,
+      learn: a.learn,
+      audit: this.audit,
+    });
+    const kind = want.audited ? "audited" : `${want.verdict} by ${want.reason}`;
+    tally.set(kind, (tally.get(kind) ?? 0) + 1);
+    const got = testRun(this.h.xdp.get(p.where)!.fd, p.frame).retval;
+    const wantRet = want.verdict === "deny" ? XDP_DROP : XDP_PASS;
+    const { what, missed } = this.#count(want, dir);
+    const byRules = REASON_STAT[want.reason] === undefined;
+    if (byRules && (want.verdict === "deny" || want.audited)) {
+      this.sampled.push({ packet: p, decision: want, attachment: a });
+    }
+    if (got === wantRet && !missed) return;
+    this.problems.push(
+      `seed ${this.seed}${this.audit ? " (audit)" : ""}, packet ${i}: expected ${want.verdict} ` +
+        `by ${what}${want.audited ? " (audited)" : ""}, kernel returned ${got}` +
+        (missed ? ` and ${missed} did not count it` : "") + `\n${describe(p)}\n` +
+        formatPolicy(this.policy),
+    );
+    // Start the expectations afresh from what the kernel counted.
+    for (const st of this.#stats.keys()) this.#stats.set(st, statValue(this.h, st));
+    for (const k of this.#counters.keys()) this.#counters.set(k, this.h.slots.readCounter(k)[0]);
+  }
+
+  /** Expects `want` counted where the model says; returns what, and what failed to count it. */
+  #count(want: Decision, dir: number): { what: string; missed: string | null } {
+    const stat = REASON_STAT[want.reason];
+    if (stat !== undefined) {
+      bump(this.#stats, stat);
+      const what = `stats[${want.reason}]`;
+      return { what, missed: statValue(this.h, stat) !== this.#stats.get(stat) ? what : null };
+    }
+    const idx = counterOf(this.inst.counterBase, this.ruleCount, want, dir);
+    bump(this.#counters, idx);
+    const what = want.reason === "rule" ? `rule #${want.ruleIndex}` : "default";
+    let missed = this.h.slots.readCounter(idx)[0] !== this.#counters.get(idx)
+      ? `counter of ${what}`
+      : null;
+    if (want.audited) {
+      bump(this.#stats, STAT_AUDIT);
+      if (statValue(this.h, STAT_AUDIT) !== this.#stats.get(STAT_AUDIT)) missed = "stats[audit]";
+    }
+    return { what, missed };
+  }
+
+  /** The kernel's flow table holds the model's flows. */
+  checkFlows(): void {
+    const kernel = listFlows(this.h.dp.maps.flows).map((f) => flowKey(f.reply)).sort();
+    const want = this.model.keys().sort();
+    if (JSON.stringify(kernel) === JSON.stringify(want)) return;
+    const missing = want.filter((k) => !kernel.includes(k));
+    const extra = kernel.filter((k) => !want.includes(k));
+    this.problems.push(
+      `seed ${this.seed}: flow tables differ; missing in the kernel: ${
+        missing.join(", ") || "-"
+      }; ` +
+        `not in the model: ${extra.join(", ") || "-"}`,
+    );
+  }
+
+  /** Every dropped or audited packet was either sampled (in order) or counted lost. */
+  checkSamples(): void {
+    const h = this.h;
+    h.reader.consume();
+    const lost = samplesLost(h.dp) - this.#lostBefore;
+    if (BigInt(h.events.length) + lost !== BigInt(this.sampled.length)) {
+      this.problems.push(
+        `seed ${this.seed}: ${this.sampled.length} drops/audits, but ${h.events.length} samples ` +
+          `and ${lost} counted lost`,
+      );
+    }
+    let j = 0;
+    for (const e of h.events) {
+      while (j < this.sampled.length && !this.#sameEvent(e, this.sampled[j])) j++;
+      if (j === this.sampled.length) {
+        this.problems.push(
+          `seed ${this.seed}: sample ${JSON.stringify(e)} matches no dropped packet`,
+        );
+        return;
+      }
+      j++;
+    }
+  }
+
+  #sameEvent(e: DropEvent, x: Expected): boolean {
+    const pkt = parsePacket(x.packet.frame);
+    if (pkt.kind !== "ip") return false;
+    const d = x.decision;
+    const dir = x.attachment.dir === "ingress" ? 0 : 1;
+    const hasPorts = pkt.proto === 6 || pkt.proto === 17 || pkt.proto === 132;
+    return e.kind === (d.audited ? "audit" : "drop") &&
+      e.attachId === x.attachment.attachId &&
+      e.direction === x.attachment.dir &&
+      e.counter === counterOf(this.inst.counterBase, this.ruleCount, d, dir) &&
+      e.bytes === x.packet.frame.length &&
+      e.family === pkt.family &&
+      e.proto === pkt.proto &&
+      e.src === formatIp(pkt.src) &&
+      e.dst === formatIp(pkt.dst) &&
+      e.sport === (hasPorts ? pkt.sport : undefined) &&
+      e.dport === (hasPorts ? pkt.l4 : undefined) &&
+      e.icmpType === (hasPorts ? undefined : pkt.icmpType) &&
+      e.echoId === pkt.echoId;
+  }
+
+  close(): void {
+    this.h.slots.setAudit(false);
+    this.h.slots.remove(this.inst);
+  }
+}
+
 /** Runs one seeded sequence; returns the problems found. */
 function checkSequence(
   h: Harness,
   seed: number,
   tally: Map<string, number>,
 ): { problems: string[]; packets: number } {
-  const rng = new Rng(seed);
-  const policy = randomPolicy(rng);
-  const audit = seed % 4 === 3;
-  const compiled = compilePolicy(policy);
-  const inst = h.slots.install(compiled, { plain: seed % 2 === 0 });
-  const n = policy.rules.length;
-  const problems: string[] = [];
-  const model = new FlowTable({ now: () => 0 });
-  const history: FrameSpec[] = [];
-  const sampled: Expected[] = [];
-  clearFlows(h.dp.maps.flows);
-  h.slots.setAudit(audit);
-  for (const a of ATTACHMENTS) {
-    const dir = a.dir === "ingress" ? DIR_INGRESS : DIR_EGRESS;
-    h.slots.configureAttachment(a.attachId, inst.slot, dir, { learn: a.learn });
-  }
-  const stats = [STAT_NONIP, STAT_MALFORMED, STAT_ND, STAT_REPLY, STAT_AUDIT];
-  const statExpected = new Map(stats.map((s) => [s, statValue(h, s)]));
-  const counterExpected = new Map<number, bigint>();
-  const bump = (m: Map<number, bigint>, k: number) => m.set(k, (m.get(k) ?? 0n) + 1n);
-  const lostBefore = samplesLost(h.dp);
-  h.reader.consume();
-  h.events.length = 0;
+  const sq = new Sequence(h, seed);
   let packets = 0;
-
   try {
-    for (let i = 0; i < PACKETS_PER_SEQUENCE && problems.length < MAX_REPORTED; i++) {
-      const p = randomPacket(rng, policy, history);
+    for (let i = 0; i < PACKETS_PER_SEQUENCE && sq.problems.length < MAX_REPORTED; i++) {
+      const p = randomPacket(sq.rng, sq.policy, sq.history);
       packets++;
-      if (p.where === "tc") {
-        let r: number;
-        try {
-          r = testRun(h.tc.fd, p.frame).retval;
-        } catch (e) {
-          // The kernel builds no skb from an IP EtherType without an IP header (EINVAL):
-          // no such packet is ever sent.
-          if (e instanceof BpfError && e.errno === 22 && p.frame.length < 54) continue;
-          throw e;
-        }
-        model.learn(p.frame);
-        if (r !== TC_UNSPEC) {
-          problems.push(`seed ${seed}: tc learner returned ${r}\n${describe(p)}`);
-        }
-        continue;
-      }
-      const a = ATTACHMENTS.find((x) => x.where === p.where)!;
-      const dir = a.dir === "ingress" ? DIR_INGRESS : DIR_EGRESS;
-      const want = evaluate(policy, a.dir, p.frame, { flows: model, learn: a.learn, audit });
-      const kind = want.audited ? "audited" : `${want.verdict} by ${want.reason}`;
-      tally.set(kind, (tally.get(kind) ?? 0) + 1);
-      const got = testRun(h.xdp.get(p.where)!.fd, p.frame).retval;
-      const wantRet = want.verdict === "deny" ? XDP_DROP : XDP_PASS;
-      let what: string;
-      let moved: string | null = null;
-      const stat = want.reason === "reply"
-        ? STAT_REPLY
-        : want.reason === "nonip"
-        ? STAT_NONIP
-        : want.reason === "malformed"
-        ? STAT_MALFORMED
-        : want.reason === "nd"
-        ? STAT_ND
-        : undefined;
-      if (stat !== undefined) {
-        bump(statExpected, stat);
-        what = `stats[${want.reason}]`;
-        if (statValue(h, stat) !== statExpected.get(stat)) moved = what;
-      } else {
-        const idx = want.reason === "rule"
-          ? inst.counterBase + 2 * want.ruleIndex! + dir
-          : inst.counterBase + 2 * n + dir;
-        bump(counterExpected, idx);
-        what = want.reason === "rule" ? `rule #${want.ruleIndex}` : "default";
-        if (h.slots.readCounter(idx)[0] !== counterExpected.get(idx)) moved = `counter of ${what}`;
-        if (want.audited) {
-          bump(statExpected, STAT_AUDIT);
-          if (statValue(h, STAT_AUDIT) !== statExpected.get(STAT_AUDIT)) moved = "stats[audit]";
-        }
-        if (want.verdict === "deny" || want.audited) {
-          sampled.push({ packet: p, decision: want, attachment: a });
-        }
-      }
-      if (got !== wantRet || moved) {
-        problems.push(
-          `seed ${seed}${
-            audit ? " (audit)" : ""
-          }, packet ${i}: expected ${want.verdict} by ${what}` +
-            `${want.audited ? " (audited)" : ""}, kernel returned ${got}` +
-            (moved ? ` and ${moved} did not count it` : "") + `\n${describe(p)}\n` +
-            formatPolicy(policy),
-        );
-        for (const s of statExpected.keys()) statExpected.set(s, statValue(h, s));
-        for (const k of counterExpected.keys()) counterExpected.set(k, h.slots.readCounter(k)[0]);
-      }
+      if (p.where === "tc") sq.checkTc(p);
+      else sq.checkXdp(p, i, tally);
     }
-
-    // The flow tables hold the same flows.
-    const kernel = listFlows(h.dp.maps.flows).map((f) => flowKey(f.reply)).sort();
-    const want = model.keys().sort();
-    if (problems.length === 0 && JSON.stringify(kernel) !== JSON.stringify(want)) {
-      const missing = want.filter((k) => !kernel.includes(k));
-      const extra = kernel.filter((k) => !want.includes(k));
-      problems.push(
-        `seed ${seed}: flow tables differ; missing in the kernel: ${missing.join(", ") || "-"}; ` +
-          `not in the model: ${extra.join(", ") || "-"}`,
-      );
-    }
-
-    // Samples: every dropped or audited packet was either sampled (in order) or counted lost.
-    h.reader.consume();
-    const lost = samplesLost(h.dp) - lostBefore;
-    if (problems.length === 0) {
-      if (BigInt(h.events.length) + lost !== BigInt(sampled.length)) {
-        problems.push(
-          `seed ${seed}: ${sampled.length} drops/audits, but ${h.events.length} samples ` +
-            `and ${lost} counted lost`,
-        );
-      }
-      let j = 0;
-      for (const e of h.events) {
-        while (j < sampled.length && !sameEvent(e, sampled[j], inst.counterBase, n)) j++;
-        if (j === sampled.length) {
-          problems.push(`seed ${seed}: sample ${JSON.stringify(e)} matches no dropped packet`);
-          break;
-        }
-        j++;
-      }
-    }
+    if (sq.problems.length === 0) sq.checkFlows();
+    if (sq.problems.length === 0) sq.checkSamples();
   } finally {
-    h.slots.setAudit(false);
-    h.slots.remove(inst);
+    sq.close();
   }
-  return { problems, packets };
-}
-
-function sameEvent(e: DropEvent, x: Expected, base: number, n: number): boolean {
-  const pkt = parsePacket(x.packet.frame);
-  if (pkt.kind !== "ip") return false;
-  const d = x.decision;
-  const dir = x.attachment.dir === "ingress" ? 0 : 1;
-  const counter = d.reason === "rule" ? base + 2 * d.ruleIndex! + dir : base + 2 * n + dir;
-  const hasPorts = pkt.proto === 6 || pkt.proto === 17 || pkt.proto === 132;
-  return e.kind === (d.audited ? "audit" : "drop") &&
-    e.attachId === x.attachment.attachId &&
-    e.direction === x.attachment.dir &&
-    e.counter === counter &&
-    e.bytes === x.packet.frame.length &&
-    e.family === pkt.family &&
-    e.proto === pkt.proto &&
-    e.src === formatIp(pkt.src) &&
-    e.dst === formatIp(pkt.dst) &&
-    e.sport === (hasPorts ? pkt.sport : undefined) &&
-    e.dport === (hasPorts ? pkt.l4 : undefined) &&
-    e.icmpType === (hasPorts ? undefined : pkt.icmpType) &&
-    e.echoId === pkt.echoId;
+  return { problems: sq.problems, packets };
 }
 
 Deno.test("stateful differential: flows, replies, audit and samples agree with the model", async () => {

@@ -26,8 +26,8 @@ import type { Netns } from "../helpers/netns.ts";
 import {
   CLIENT4,
   CLIENT6,
-  ping,
   NETPEER,
+  ping,
   reach,
   SERVER4,
   SERVER6,
