@@ -2,7 +2,7 @@
  * tinyfw: a container-aware firewall agent with an XDP data plane.
  * Entry point: parse the command line, run the subcommand, map errors to exit codes.
  */
-import { type Command, parseCommandLine, type RunCommand } from "./lib/cli/mod.ts";
+import { type Command, type HostPort, parseCommandLine, type RunCommand } from "./lib/cli/mod.ts";
 import {
   ConfigError,
   describeError,
@@ -26,7 +26,6 @@ import {
 } from "./lib/commands/mod.ts";
 import {
   Agent,
-  type HostPort,
   listenMetrics,
   lockNetns,
   lockPinPath,

@@ -15,6 +15,7 @@ import client from "prom-client";
 import type { RuleCounter } from "./counters.ts";
 import { layoutId } from "../persist/mod.ts";
 import { describeError, VERSION } from "../base/mod.ts";
+import type { HostPort } from "../net/mod.ts";
 
 /** What the metrics are read from: the running agent (lib/agent/agent.ts). */
 export interface MetricsSource {
@@ -34,12 +35,6 @@ export interface MetricsSource {
   readonly containers?: { readonly connected: boolean };
   /** Called with each container's event-to-filtered latency (set by the registry). */
   onContainerLatency?: (l: { readonly sincePublishedMs: number }) => void;
-}
-
-/** A listening address, as given to `Deno.serve` (`hostname` has no brackets). */
-export interface HostPort {
-  readonly hostname: string;
-  readonly port: number;
 }
 
 /** Event-to-filtered buckets, in seconds (the target is a p99 under 0.05 s). */

@@ -10,5 +10,5 @@ export { Agent } from "./agent.ts";
 export { CarriedCounters, recordedCounts, type RuleCounter } from "./counters.ts";
 export { removeLearner } from "./host_interfaces.ts";
 export { lockHolder, lockNetns, lockPinPath, netnsLockPath, pinLockPath } from "./lock.ts";
-export { type HostPort, listenMetrics, type MetricsServer } from "./metrics.ts";
+export { listenMetrics, type MetricsServer } from "./metrics.ts";
 export { watchFile } from "./watch.ts";

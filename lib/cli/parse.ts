@@ -8,7 +8,7 @@
  */
 
 import { parseArgs } from "node:util";
-import type { HostPort } from "../agent/mod.ts";
+import type { HostPort } from "../net/mod.ts";
 import { editDistance, LOG_FORMATS, LOG_LEVELS, type LogLevel, UsageError } from "../base/mod.ts";
 import { parseIp } from "../net/mod.ts";
 import { ifnameProblem, isNamespaceName } from "../policy/mod.ts";

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { HostPort } from "../agent/mod.ts";
-export type { HostPort } from "../agent/mod.ts";
+import type { HostPort } from "../net/mod.ts";
+export type { HostPort } from "../net/mod.ts";
 import type { LogFormat, LogLevel } from "../base/mod.ts";
 
 /** Default `--pin-path`. */

@@ -306,6 +306,12 @@ export function compareCidrs(a: Cidr, b: Cidr): number {
   return a.len - b.len;
 }
 
+/** A listening address, as given to `Deno.serve` (`hostname` has no brackets). */
+export interface HostPort {
+  readonly hostname: string;
+  readonly port: number;
+}
+
 /** An address with a port, as written in logs and URLs: `10.0.0.1:53`, `[fd00::a]:53`. */
 export function formatEndpoint(addr: string, port?: number): string {
   if (port === undefined) return addr;

@@ -18,3 +18,4 @@ export {
   parseIp,
 } from "./cidr.ts";
 export { CidrParser } from "./cidr_parser.ts";
+export type { HostPort } from "./cidr.ts";
