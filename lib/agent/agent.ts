@@ -4,7 +4,7 @@
  * reloads to a clean detach (or, with `--keep-on-exit`, leaving every filter
  * enforcing). Everything it attaches is pinned under `--pin-path` and
  * recorded (`persist/`), so that a crash or SIGKILL leaves every filter
- * enforcing and the next agent adopts it (`adoption.ts`).
+ * enforcing and the next agent adopts it (`persist/leftovers.ts`).
  *
  * Start-up checks everything before it attaches anything (the policy file is
  * valid, interfaces exist, no foreign XDP program is in the way, the pins are

@@ -19,7 +19,7 @@
  * 4. only for a file without errors: warnings that compare rules and
  *    policies (`lint.ts`), then compiling each policy: a file that does not
  *    fit the maps is an error, a rule that never decides a packet a warning
- *    (`analyze.ts`).
+ *    (`compile/compile_set.ts`).
  *
  * @module
  */

@@ -3,7 +3,7 @@
  * SPEC §3.2): a TCP-only rule on a port that is normally UDP (and the
  * reverse) with no rule of the policy for the other protocol on that port,
  * and policies that selection never reaches. Shadowed rules are found by
- * the compiler (`analyze.ts`).
+ * the compiler (`compile/compile_set.ts`).
  *
  * @module
  */

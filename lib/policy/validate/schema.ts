@@ -1,8 +1,8 @@
 /**
  * The policy file schema (SPEC §3.1): checks a YAML tree field by field and
  * builds the typed `PolicySet`, reporting every problem with its location.
- * The checks of `ports`, `icmp` and `cidrs` are in `schema_fields.ts`, the
- * keys and keywords in `schema_keys.ts`. Warnings that concern one field or
+ * The checks of `ports`, `icmp` and `cidrs` are in `fields.ts`, the
+ * keys and keywords in `keys.ts`. Warnings that concern one field or
  * one rule (host bits, duplicate ports or CIDRs, IPv4-only "everything",
  * ICMP types of the other family, ND denied, a selector that never matches)
  * are found while checking; those that compare rules or policies are in

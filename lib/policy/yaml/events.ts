@@ -1,8 +1,8 @@
 /**
  * The general YAML parser of policy files: js-yaml's event stream
  * (`parseEvents`, the whole YAML 1.2 grammar) turned into the positioned
- * tree of `yaml_nodes.ts`. `yaml_tree.ts` uses it for whatever the fast
- * parser (`yaml_fast.ts`) leaves: anchors and aliases, tags, block scalars,
+ * tree of `nodes.ts`. `parse.ts` uses it for whatever the fast
+ * parser (`fast.ts`) leaves: anchors and aliases, tags, block scalars,
  * multi-line values, directives, and every syntax error.
  *
  * - An alias is the very node of its anchor (a shared subtree, not a copy);

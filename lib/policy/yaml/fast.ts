@@ -1,6 +1,6 @@
 /**
  * A fast parser for the plain subset of YAML that policy files are written
- * in, producing the same tree as the general parser (`yaml_events.ts`, on
+ * in, producing the same tree as the general parser (`events.ts`, on
  * js-yaml's events) would, about three times faster. It returns `undefined`
  * ("not mine") for anything outside the subset, and for every syntax error,
  * so the general parser parses those and reports them.

@@ -2,7 +2,7 @@
  * The positioned YAML tree the policy validator reads (mappings, sequences,
  * scalars with their offsets), and how a plain scalar is read: YAML 1.2's
  * core schema, through js-yaml's own tag definitions, whatever `%YAML`
- * directive the file carries. Both parsers (`yaml_fast.ts`, `yaml_events.ts`)
+ * directive the file carries. Both parsers (`fast.ts`, `events.ts`)
  * build this tree with these rules.
  *
  * @module

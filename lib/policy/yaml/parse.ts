@@ -1,5 +1,5 @@
 /**
- * YAML text → the positioned tree of `yaml_nodes.ts`, for the policy
+ * YAML text → the positioned tree of `nodes.ts`, for the policy
  * validator. Reading rules (docs/POLICY.md): YAML 1.2 with the core schema
  * whatever `%YAML` directive the file carries (`yes`/`no` are strings,
  * `0120` is the integer 120, `1:20` a string); a number not written as a
@@ -8,11 +8,11 @@
  * is wanted; duplicate keys are kept (the validator reports them).
  *
  * Two parsers build the same tree:
- * - `yaml_fast.ts`, for the plain subset policy files are written in (block
+ * - `fast.ts`, for the plain subset policy files are written in (block
  *   and single-line flow collections, plain and simple quoted scalars); it
  *   gives up on anything else. It reads a 100,000-rule file in about a third
  *   of the time js-yaml's events take (docs/BENCHMARKS.md).
- * - `yaml_events.ts`, on js-yaml's event stream, for everything else and
+ * - `events.ts`, on js-yaml's event stream, for everything else and
  *   every syntax error.
  *
  * Memory: either keeps every node of the file (js-yaml also every event, at
