@@ -8,9 +8,10 @@
  *
  * Start-up checks everything before it attaches anything (the policy file is
  * valid, interfaces exist, no foreign XDP program is in the way, the pins are
- * of this map layout), then attaches interface by interface and rolls back
- * what it attached if one fails: the host is never left half configured by a
- * failed start. What an earlier agent left is switched to the new policy with
+ * of this map layout), then attaches interface by interface. If one fails, a
+ * first start rolls back what it attached, and a start that found an earlier
+ * run's filters leaves everything enforcing: a failed start never leaves the
+ * host half configured, nor unfiltered. What an earlier agent left is switched to the new policy with
  * one generation flip, then to new program instances link by link, each
  * atomically; nothing passes unfiltered and nothing is attached twice.
  *
